@@ -1,0 +1,31 @@
+// The one Python module of the package: pt3d_radnerf._C.
+#include <torch/extension.h>
+
+#include "ops.h"
+
+namespace {
+
+bool with_cuda() {
+#ifdef WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  namespace p = pt3d_radnerf;
+  m.doc() = "pt3d_radnerf C++/CUDA kernels (see pt3d_radnerf.ops for the Python API)";
+  m.def("with_cuda", &with_cuda, "True when the extension was compiled with CUDA kernels");
+
+  m.def("near_far_from_aabb", &p::near_far_from_aabb, py::arg("rays_o"), py::arg("rays_d"),
+        py::arg("aabb"), py::arg("min_near"));
+  m.def("near_far_from_aabb_backward", &p::near_far_from_aabb_backward, py::arg("grad_near"),
+        py::arg("grad_far"), py::arg("rays_o"), py::arg("rays_d"), py::arg("aabb"),
+        py::arg("min_near"));
+  m.def("morton3d", &p::morton3d, py::arg("coords"));
+  m.def("morton3d_invert", &p::morton3d_invert, py::arg("codes"));
+  m.def("packbits", &p::packbits, py::arg("grid"), py::arg("threshold"));
+}
