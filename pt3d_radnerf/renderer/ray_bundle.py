@@ -1,0 +1,91 @@
+"""The packed ray bundle shared by OccupancyGridRaysampler, OccupancyGridRaymarcher and the field.
+
+Rays keep PyTorch3D's layout (``origins``/``directions``/``xys`` shaped ``(*batch, 3|2)``, as in a
+``RayBundle``); samples are packed nerfacc-style into flat arrays, so every ray can carry a
+different number of samples and none is dropped.
+
+Conventions:
+  * ray ``r`` is ``origins.reshape(-1, 3)[r]`` (row-major flattening of the batch shape);
+  * samples of one ray are contiguous and sorted by ``t``; ``packed_info[r] = (start, count)``;
+  * ``t_starts``/``t_ends`` use the units of PyTorch3D's ``lengths``: a point is
+    ``origin + t * direction``. With ``unit_directions=False`` (PyTorch3D's default) ``t`` is a
+    camera-space z-depth, so the metric length of a sample is ``(t_end - t_start) * |direction|``;
+    :meth:`PackedRayBundle.deltas` returns that metric length.
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+
+
+@dataclass
+class PackedRayBundle:
+    """Rays in PyTorch3D layout plus a variable number of samples per ray, packed.
+
+    Attributes:
+        origins: (*batch, 3) ray origins (world).
+        directions: (*batch, 3) ray directions (world; unit length only if requested).
+        xys: (*batch, 2) PyTorch3D NDC coordinates of each ray's pixel.
+        ray_indices: (S,) int64, the flat ray index of each sample.
+        t_starts: (S,) sample interval starts, in ``lengths`` units.
+        t_ends: (S,) sample interval ends.
+        packed_info: (R, 2) int64 ``(start, count)`` of each ray's samples, R = prod(batch).
+        camera_ids: optional (*batch,) int64 camera of each ray (batched cameras).
+    """
+
+    origins: torch.Tensor
+    directions: torch.Tensor
+    xys: torch.Tensor
+    ray_indices: torch.Tensor
+    t_starts: torch.Tensor
+    t_ends: torch.Tensor
+    packed_info: torch.Tensor
+    camera_ids: Optional[torch.Tensor] = None
+
+    @property
+    def batch_shape(self) -> Tuple[int, ...]:
+        return tuple(self.origins.shape[:-1])
+
+    @property
+    def n_rays(self) -> int:
+        return self.origins.numel() // 3
+
+    @property
+    def n_samples(self) -> int:
+        return self.t_starts.shape[0]
+
+    @property
+    def lengths(self):
+        raise AttributeError(
+            "PackedRayBundle has no dense `lengths` (rays carry different numbers of samples). "
+            "Use .sample_points() / .deltas(), or the raysampler's dense mode for implicit "
+            "functions written for pytorch3d's RayBundle."
+        )
+
+    def t_mids(self) -> torch.Tensor:
+        """(S,) interval midpoints."""
+        return 0.5 * (self.t_starts + self.t_ends)
+
+    def sample_points(self) -> torch.Tensor:
+        """(S, 3) world points at interval midpoints; differentiable w.r.t. origins/directions."""
+        o = self.origins.reshape(-1, 3)[self.ray_indices]
+        d = self.directions.reshape(-1, 3)[self.ray_indices]
+        return o + self.t_mids()[:, None] * d
+
+    def sample_directions(self, normalize: bool = True) -> torch.Tensor:
+        """(S, 3) the direction of each sample's ray (unit length unless normalize=False)."""
+        d = self.directions.reshape(-1, 3)[self.ray_indices]
+        return torch.nn.functional.normalize(d, dim=-1) if normalize else d
+
+    def deltas(self) -> torch.Tensor:
+        """(S,) metric interval lengths ``(t_end - t_start) * |direction|``."""
+        d_norm = self.directions.reshape(-1, 3).norm(dim=-1)[self.ray_indices]
+        return (self.t_ends - self.t_starts) * d_norm
+
+
+def pack_info(ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
+    """(R, 2) int64 ``(start, count)`` per ray from sorted (S,) ``ray_indices``."""
+    counts = torch.bincount(ray_indices, minlength=n_rays)[:n_rays]
+    starts = torch.cumsum(counts, 0) - counts
+    return torch.stack([starts, counts], -1)
