@@ -8,6 +8,9 @@
 # Build switches (see setup.py): FORCE_CUDA=1, PT3D_RADNERF_NO_CUDA=1, TORCH_CUDA_ARCH_LIST, MAX_JOBS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# pip as configured on some machines warns about every missing local index folder: hide that noise.
+pip_quiet() { "$PY" -m pip "$@" 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }; }
 ROOT=$(pwd)
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
@@ -22,14 +25,14 @@ stamp="$VENV/.pt3d_radnerf_requirements"
 want=$(sha256sum requirements.txt | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "[setup] installing pinned requirements (torch 2.11.0 is ~3 GB on a cold pip cache)"
-  "$PY" -m pip install -q --disable-pip-version-check "setuptools<82" wheel
-  "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
+  pip_quiet install -q --disable-pip-version-check "setuptools<82" wheel
+  pip_quiet install -q --disable-pip-version-check -r requirements.txt
   echo "$want" > "$stamp"
 fi
 
 if ! "$PY" -c "import pytorch3d" 2>/dev/null; then
   echo "[setup] installing PyTorch3D (easypytorch3d==0.7.9.post1)"
-  "$PY" -m pip install -q --disable-pip-version-check easypytorch3d==0.7.9.post1
+  pip_quiet install -q --disable-pip-version-check easypytorch3d==0.7.9.post1
 fi
 
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
