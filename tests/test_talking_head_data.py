@@ -65,7 +65,7 @@ def synthetic_landmarks():
     lms = np.zeros((68, 2))
     lms[:, 0] = np.linspace(10, 50, 68)
     lms[:, 1] = np.linspace(8, 40, 68)
-    lms[36:42] = [[20, 15], [22, 13], [24, 13], [26, 15], [24, 17], [22, 17]]  # 12 px^2 hexagon
+    lms[36:42] = [[20, 15], [22, 13], [24, 13], [26, 15], [24, 17], [22, 17]]  # 16 px^2 hexagon
     lms[42:48] = lms[36:42] + [14, 0]
     lms[48:60] = [[25, 30], [30, 28], [35, 30], [30, 34]] * 3
     return lms
@@ -77,8 +77,8 @@ def test_landmark_regions():
     x0, x1, y0, y1 = lips_rect(lms, W, H)
     # lips span x 25..35, y 28..34: centre (30, 31), half-size 5 -> square 25..35 x 26..36
     assert (x0, x1, y0, y1) == (25, 35, 26, 36)
-    # Hexagon (20,15)(22,13)(24,13)(26,15)(24,17)(22,17): 2 triangles of 2 + rectangle 4x2... = 12 px^2.
-    assert eye_area(lms, W, H) == pytest.approx(2 * 12.0 / (W * H) * 100)
+    # Each eye hexagon: a 2x4 rectangle (x 22..24) plus two triangles of base 4 and height 2 = 16 px^2.
+    assert eye_area(lms, W, H) == pytest.approx(2 * 16.0 / (W * H) * 100)
 
 
 def make_folder(root, n=6, feature="aud_ds.npy", width=29, n_audio=None):
