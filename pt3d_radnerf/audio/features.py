@@ -71,5 +71,9 @@ def window_features(features: torch.Tensor, num_frames: Optional[int] = None) ->
 
 
 def logmel_windows_from_file(path: str, num_frames: Optional[int] = None, n_mels: int = 80) -> torch.Tensor:
-    """(N, 16, n_mels) log-mel windows of an audio file, one per 25 fps video frame."""
-    return window_features(log_mel(load_audio_16k(path), n_mels=n_mels), num_frames)
+    """(N, 16, n_mels) log-mel windows of an audio file, one per 25 fps video frame
+    (N defaults to the number of 40 ms frames the audio spans, rounded up)."""
+    samples = load_audio_16k(path)
+    if num_frames is None:
+        num_frames = -(-len(samples) // (HOP * FEATURES_PER_VIDEO_FRAME))
+    return window_features(log_mel(samples, n_mels=n_mels), num_frames)

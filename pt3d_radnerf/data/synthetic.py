@@ -1,0 +1,157 @@
+"""The built-in synthetic talking head, written in RAD-NeRF's folder layout.
+
+``ensure_synthetic()`` generates it once (deterministic from the seed) into a cache folder keyed by
+its configuration and returns the folder, which ``TalkingHeadDataset`` reads like any RAD-NeRF
+dataset. Generation writes into a temporary folder renamed into place when complete, so an
+interrupted run never leaves a half-written dataset behind.
+
+Contents: gt_imgs/<i>.jpg renders of the procedural head (PyTorch3D mesh renderer, CPU) over
+bc.jpg, ori_imgs/<i>.lms landmarks, aud.wav synthetic speech, transforms_{train,val}.json (the
+last ``val_fraction`` of the clip held out with its audio), mouth_openness.npy (ground truth per
+frame, for lip-sync evaluation), eye_openness.npy and config.json.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Optional
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..audio.io import write_wav
+from .cameras import radnerf_cameras
+from .head_mesh import build_head
+from .speech import FPS, RATE, blink_curve, head_motion, mouth_openness, synthesize_speech
+
+BACKGROUND = (0.78, 0.82, 0.86)
+CAMERA_DISTANCE = 0.7  # tracker units, as RAD-NeRF's tracker (trans_z -7 / 10)
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    size: int = 128
+    seconds: float = 40.0
+    seed: int = 0
+    val_fraction: float = 0.12
+
+    def key(self) -> str:
+        blob = json.dumps({**dataclasses.asdict(self), "v": FORMAT_VERSION}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("PT3D_RADNERF_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "pt3d_radnerf"))
+
+
+def _rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
+    y, p = np.radians(yaw_deg), np.radians(pitch_deg)
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    return ry @ rx
+
+
+def camera_poses(angles: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) OpenGL camera-to-world poses orbiting the head (head motion = inverse camera motion)."""
+    poses = np.tile(np.eye(4), (len(angles), 1, 1))
+    for i, ((yaw, pitch), t) in enumerate(zip(angles, shift)):
+        rot = _rotation(yaw, pitch)
+        poses[i, :3, :3] = rot  # camera axes: looks down its -z = toward the origin
+        poses[i, :3, 3] = rot @ np.array([0.0, 0.0, CAMERA_DISTANCE]) + t
+    return poses
+
+
+def tracker_to_ngp(points: np.ndarray, scale: float = 4.0) -> np.ndarray:
+    """Tracker-world points -> RAD-NeRF's world (the point map matching nerf_matrix_to_ngp)."""
+    return scale * points[..., [1, 2, 0]]
+
+
+def _renderer(size: int):
+    from pytorch3d.renderer import (AmbientLights, BlendParams, HardFlatShader, MeshRasterizer,
+                                    MeshRenderer, RasterizationSettings)
+
+    raster = RasterizationSettings(image_size=size, blur_radius=0.0, faces_per_pixel=1, bin_size=0)
+    lights = AmbientLights(ambient_color=((1.0, 1.0, 1.0),))
+    shader = HardFlatShader(lights=lights, blend_params=BlendParams(background_color=BACKGROUND))
+    return MeshRenderer(MeshRasterizer(raster_settings=raster), shader)
+
+
+def render_frame(renderer, camera, openness: float, eye_open: float):
+    """(H, W, 3) float image and (68, 2) landmarks (x = column, y = row) of one frame."""
+    from pytorch3d.renderer import TexturesVertex
+    from pytorch3d.structures import Meshes
+
+    head = build_head(openness, eye_open)
+    verts = torch.from_numpy(tracker_to_ngp(head.verts))
+    mesh = Meshes([verts], [torch.from_numpy(head.faces)],
+                  textures=TexturesVertex([torch.from_numpy(head.colors)]))
+    image = renderer(mesh, cameras=camera)[0, ..., :3]
+    lms = camera.transform_points_screen(torch.from_numpy(tracker_to_ngp(head.landmarks))[None])[0, :, :2]
+    return image, lms
+
+
+def generate(root: str, config: SyntheticConfig, progress: bool = True) -> None:
+    """Writes the synthetic dataset into the (new or empty) folder ``root``."""
+    rng = np.random.default_rng(config.seed)
+    n_frames = int(round(config.seconds * FPS))
+    speech = synthesize_speech(n_frames / FPS, rng)
+    openness = mouth_openness(speech.envelope, n_frames)
+    eyes = blink_curve(n_frames, rng)
+    angles, shift = head_motion(n_frames, rng)
+    poses = camera_poses(angles, shift)
+    size = config.size
+    focal = 1.35 * size  # the head fills most of the frame
+    cams = radnerf_cameras(torch.from_numpy(poses), focal, focal, size / 2, size / 2, size, size)
+    renderer = _renderer(size)
+
+    os.makedirs(os.path.join(root, "gt_imgs"))
+    os.makedirs(os.path.join(root, "ori_imgs"))
+    write_wav(os.path.join(root, "aud.wav"), speech.samples, RATE)
+    imageio.imwrite(os.path.join(root, "bc.jpg"),
+                    np.tile((np.array(BACKGROUND) * 255).round().astype(np.uint8), (size, size, 1)), quality=95)
+    for i in tqdm(range(n_frames), desc="synthetic talking head", disable=not progress, unit="frame"):
+        with torch.no_grad():
+            image, lms = render_frame(renderer, cams[i], float(openness[i]), float(eyes[i]))
+        imageio.imwrite(os.path.join(root, "gt_imgs", f"{i}.jpg"),
+                        (image.clamp(0, 1).numpy() * 255).round().astype(np.uint8), quality=95)
+        np.savetxt(os.path.join(root, "ori_imgs", f"{i}.lms"), lms.numpy(), fmt="%.2f")
+    np.save(os.path.join(root, "mouth_openness.npy"), openness)
+    np.save(os.path.join(root, "eye_openness.npy"), eyes)
+    n_val = max(1, int(round(n_frames * config.val_fraction)))
+    splits = {"train": range(0, n_frames - n_val), "val": range(n_frames - n_val, n_frames)}
+    for split, ids in splits.items():
+        meta = {"focal_len": focal, "cx": size / 2, "cy": size / 2, "w": size, "h": size, "fps": FPS,
+                "frames": [{"img_id": i, "aud_id": i, "transform_matrix": poses[i].tolist()} for i in ids]}
+        with open(os.path.join(root, f"transforms_{split}.json"), "w") as f:
+            json.dump(meta, f)
+    with open(os.path.join(root, "config.json"), "w") as f:
+        json.dump({**dataclasses.asdict(config), "format_version": FORMAT_VERSION}, f)
+
+
+def ensure_synthetic(config: Optional[SyntheticConfig] = None, cache_dir: Optional[str] = None,
+                     progress: bool = True) -> str:
+    """Path of the synthetic dataset for ``config``, generating it on first use (atomically)."""
+    config = config or SyntheticConfig()
+    cache_dir = cache_dir or default_cache_dir()
+    root = os.path.join(cache_dir, "synthetic", config.key())
+    if os.path.isfile(os.path.join(root, "config.json")):
+        return root
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".partial-", dir=os.path.dirname(root))
+    try:
+        generate(os.path.join(tmp, "data"), config, progress)
+        try:
+            os.rename(os.path.join(tmp, "data"), root)
+        except OSError:
+            if not os.path.isfile(os.path.join(root, "config.json")):  # not a concurrent winner
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
