@@ -3,7 +3,8 @@
 ``pt3d_radnerf.ops.reference`` holds a pure-PyTorch twin of every op.
 """
 
+from .composite import composite, composite_dense, dense_packed_info
 from .grid_bits import morton3d, morton3d_invert, packbits
 from .ray_aabb import as_aabb, near_far_from_aabb
 
-__all__ = ["as_aabb", "morton3d", "morton3d_invert", "near_far_from_aabb", "packbits"]
+__all__ = ["as_aabb", "composite", "composite_dense", "dense_packed_info", "morton3d", "morton3d_invert", "near_far_from_aabb", "packbits"]

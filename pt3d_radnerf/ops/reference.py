@@ -66,3 +66,43 @@ def packbits(grid: torch.Tensor, threshold: float) -> torch.Tensor:
     bits = (grid.reshape(-1, 8) > threshold).to(torch.int64)
     weights = 2 ** torch.arange(8, device=grid.device, dtype=torch.int64)
     return (bits * weights).sum(-1).to(torch.uint8)
+
+
+# ---- compositing ----------------------------------------------------------------------------
+def composite_dense(values, features, ts=None, deltas=None, mode="alpha", t_thresh=0.0, eps=1e-10):
+    """Twin of :func:`pt3d_radnerf.ops.composite_dense` with cumulative products:
+    values (R, P), features (R, P, C) -> features (R, C), opacity (R,), depth (R,), weights (R, P)."""
+    alpha = 1.0 - torch.exp(-values * deltas) if mode == "sigma" else values
+    factor = 1.0 + eps - alpha
+    trans = torch.cumprod(torch.cat([torch.ones_like(factor[..., :1]), factor[..., :-1]], -1), -1)
+    if t_thresh > 0:
+        # A ray stops at its first sample whose transmittance is below the threshold.
+        alive = torch.cumprod((trans >= t_thresh).to(values.dtype), -1)
+        trans = trans * alive
+    weights = alpha * trans
+    ts = torch.zeros_like(values) if ts is None else ts
+    return (weights[..., None] * features).sum(-2), weights.sum(-1), (weights * ts).sum(-1), weights
+
+
+def composite(values, features, packed_info, ts=None, deltas=None, mode="alpha", t_thresh=0.0, eps=1e-10):
+    """Twin of :func:`pt3d_radnerf.ops.composite`: scatters packed samples into a padded (R, P)
+    layout (padding has alpha 0), composites densely, gathers the weights back."""
+    starts, counts = packed_info[:, 0], packed_info[:, 1]
+    n_rays, p = packed_info.shape[0], int(counts.max().item()) if packed_info.numel() else 0
+    slot = torch.arange(p, device=values.device)
+    valid = slot[None, :] < counts[:, None]  # (R, P)
+    index = (starts[:, None] + slot[None, :]).clamp(max=max(values.shape[0] - 1, 0))
+    c = features.shape[-1]
+
+    def gather(x, fill):
+        if x is None:
+            return None
+        out = x[index] if x.numel() else torch.full(index.shape, fill, dtype=values.dtype)
+        return torch.where(valid, out, torch.full_like(out, fill))
+
+    v = gather(values, 0.0)
+    f = features[index] * valid[..., None] if features.numel() else features.new_zeros(n_rays, p, c)
+    feats, opacity, depth, w = composite_dense(v, f, gather(ts, 0.0), gather(deltas, 0.0), mode, t_thresh, eps)
+    weights = torch.zeros_like(values)
+    weights[index[valid]] = w[valid]
+    return feats, opacity, depth, weights
