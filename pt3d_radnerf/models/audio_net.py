@@ -7,14 +7,24 @@ import torch.nn as nn
 class AudioNet(nn.Module):
     """Encodes one video frame's audio window into a code.
 
-    Four stride-2 convolutions over time (16 -> 8 -> 4 -> 2 -> 1; a 2-frame HuBERT window goes
-    2 -> 1 -> 1 -> 1 -> 1), then a 2-layer MLP.
+    Four Conv1d(k3, s2, p1) + LeakyReLU(0.02) over time, channels C -> 32 -> 32 -> 64 -> 64
+    (time 16 -> 8 -> 4 -> 2 -> 1; a 2-frame HuBERT window goes 2 -> 1 -> 1 -> 1 -> 1, as in
+    ER-NeRF, so no adaptation is needed), then Linear(64, 64), LeakyReLU(0.02), Linear(64, dim_aud).
 
-    Input (B, W, C) windows (W = 16 or 2); output (B, dim_aud).
+    Args:
+        dim_in: feature width C (29 DeepSpeech, 44 / 32 wav2vec2, 1024 HuBERT, n_mels log-mel).
+        dim_aud: output code size.
+        win_size: window length W, 1..16 (four stride-2 convs reduce at most 16 steps to 1).
+
+    Input (B, W, C) windows in the stored (time, channel) layout; output (B, dim_aud).
     """
 
     def __init__(self, dim_in: int, dim_aud: int = 64, win_size: int = 16):
         super().__init__()
+        if not 1 <= win_size <= 16:
+            raise ValueError(f"win_size must lie in [1, 16] (4 stride-2 convs), got {win_size}")
+        if dim_in < 1 or dim_aud < 1:
+            raise ValueError(f"dim_in and dim_aud must be >= 1, got {dim_in}, {dim_aud}")
         self.dim_in, self.dim_aud, self.win_size = dim_in, dim_aud, win_size
         act = lambda: nn.LeakyReLU(0.02, inplace=True)  # noqa: E731
         self.encoder_conv = nn.Sequential(
@@ -37,6 +47,10 @@ class AudioNet(nn.Module):
 
 class AudioAttNet(nn.Module):
     """Attention over the codes of ``seq_len`` neighbouring frames (temporal smoothing).
+
+    Conv1d(k3, s1, p1) + LeakyReLU(0.02) over the sequence, channels dim_aud -> 16 -> 8 -> 4 -> 2
+    -> 1, giving one score per frame; Linear(seq_len, seq_len) and a softmax turn the scores into
+    weights; the output is the weighted sum of the input codes.
 
     Input (seq_len, dim_aud) or (B, seq_len, dim_aud); output (dim_aud,) or (B, dim_aud).
     """
