@@ -28,4 +28,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("morton3d", &p::morton3d, py::arg("coords"));
   m.def("morton3d_invert", &p::morton3d_invert, py::arg("codes"));
   m.def("packbits", &p::packbits, py::arg("grid"), py::arg("threshold"));
+
+  // ---- grid_encode / sh_encode
+  m.def("grid_encode", &p::grid_encode, py::arg("inputs"), py::arg("embeddings"),
+        py::arg("offsets"), py::arg("scales"), py::arg("gridtype"), py::arg("align_corners"),
+        py::arg("interpolation"), py::arg("bound"));
+  m.def("grid_encode_backward", &p::grid_encode_backward, py::arg("grad_out"), py::arg("inputs"),
+        py::arg("embeddings"), py::arg("offsets"), py::arg("scales"), py::arg("gridtype"),
+        py::arg("align_corners"), py::arg("interpolation"), py::arg("bound"),
+        py::arg("input_grad"));
+  m.def("sh_encode", &p::sh_encode, py::arg("dirs"), py::arg("degree"));
+  m.def("sh_encode_backward", &p::sh_encode_backward, py::arg("grad_out"), py::arg("dirs"),
+        py::arg("degree"));
 }
