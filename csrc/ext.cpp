@@ -35,4 +35,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("grad_opacity"), py::arg("grad_depth"), py::arg("values"), py::arg("deltas"),
         py::arg("features"), py::arg("ts"), py::arg("packed_info"), py::arg("sigma_mode"),
         py::arg("t_thresh"), py::arg("eps"));
+
+  // ---- grid_encode / sh_encode
+  m.def("grid_encode", &p::grid_encode, py::arg("inputs"), py::arg("embeddings"),
+        py::arg("offsets"), py::arg("scales"), py::arg("gridtype"), py::arg("align_corners"),
+        py::arg("interpolation"), py::arg("bound"));
+  m.def("grid_encode_backward", &p::grid_encode_backward, py::arg("grad_out"), py::arg("inputs"),
+        py::arg("embeddings"), py::arg("offsets"), py::arg("scales"), py::arg("gridtype"),
+        py::arg("align_corners"), py::arg("interpolation"), py::arg("bound"),
+        py::arg("input_grad"));
+  m.def("sh_encode", &p::sh_encode, py::arg("dirs"), py::arg("degree"));
+  m.def("sh_encode_backward", &p::sh_encode_backward, py::arg("grad_out"), py::arg("dirs"),
+        py::arg("degree"));
 }

@@ -80,3 +80,52 @@ PT3D_COMPOSITE_BACKENDS(cuda)
 #endif
 
 }  // namespace pt3d_radnerf
+
+// ---- grid_encode / sh_encode (encoders) ------------------------------------------------
+#include <string>
+#include <vector>
+
+namespace pt3d_radnerf {
+
+struct GridLevels;  // csrc/grid_encode/grid_encode.h
+struct ShNorm;      // csrc/sh_encode/sh_encode.h
+
+// inputs (N, D) in [-bound, bound], embeddings (rows, C); offsets (L+1,) table rows per level,
+// scales (L,) -> features (N, L*C) in the embeddings' dtype.
+at::Tensor grid_encode(const at::Tensor& inputs, const at::Tensor& embeddings,
+                       const std::vector<int64_t>& offsets, const std::vector<double>& scales,
+                       const std::string& gridtype, bool align_corners,
+                       const std::string& interpolation, double bound);
+// grad_out (N, L*C) -> grad_embeddings (rows, C), grad_inputs (N, D) or None
+std::tuple<at::Tensor, at::Tensor> grid_encode_backward(
+    const at::Tensor& grad_out, const at::Tensor& inputs, const at::Tensor& embeddings,
+    const std::vector<int64_t>& offsets, const std::vector<double>& scales,
+    const std::string& gridtype, bool align_corners, const std::string& interpolation,
+    double bound, bool input_grad);
+// dirs (N, 3) -> (N, degree^2); and grad_out (N, degree^2) -> grad_dirs (N, 3)
+at::Tensor sh_encode(const at::Tensor& dirs, int64_t degree);
+at::Tensor sh_encode_backward(const at::Tensor& grad_out, const at::Tensor& dirs, int64_t degree);
+
+at::Tensor grid_encode_cpu(const at::Tensor& inputs, const at::Tensor& embeddings,
+                           const GridLevels& g);
+std::tuple<at::Tensor, at::Tensor> grid_encode_backward_cpu(const at::Tensor& grad_out,
+                                                            const at::Tensor& inputs,
+                                                            const at::Tensor& embeddings,
+                                                            const GridLevels& g, bool input_grad);
+at::Tensor sh_encode_cpu(const at::Tensor& dirs, int degree, const ShNorm& norm);
+at::Tensor sh_encode_backward_cpu(const at::Tensor& grad_out, const at::Tensor& dirs, int degree,
+                                  const ShNorm& norm);
+#ifdef WITH_CUDA
+at::Tensor grid_encode_cuda(const at::Tensor& inputs, const at::Tensor& embeddings,
+                            const GridLevels& g);
+std::tuple<at::Tensor, at::Tensor> grid_encode_backward_cuda(const at::Tensor& grad_out,
+                                                             const at::Tensor& inputs,
+                                                             const at::Tensor& embeddings,
+                                                             const GridLevels& g,
+                                                             bool input_grad);
+at::Tensor sh_encode_cuda(const at::Tensor& dirs, int degree, const ShNorm& norm);
+at::Tensor sh_encode_backward_cuda(const at::Tensor& grad_out, const at::Tensor& dirs, int degree,
+                                   const ShNorm& norm);
+#endif
+// ---- end grid_encode / sh_encode
+}  // namespace pt3d_radnerf

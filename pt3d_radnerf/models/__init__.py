@@ -1,5 +1,6 @@
-"""Neural components: audio encoders (and, with the encoders, the radiance field)."""
+"""Neural building blocks of the audio-driven radiance field."""
 
 from .audio_net import AudioAttNet, AudioNet
+from .encoders import HashGridEncoder, SHEncoder
 
-__all__ = ["AudioAttNet", "AudioNet"]
+__all__ = ["AudioAttNet", "AudioNet", "HashGridEncoder", "SHEncoder"]

@@ -4,7 +4,11 @@
 """
 
 from .composite import composite, composite_dense, dense_packed_info
+from .encoding import grid_encode, grid_level_layout, sh_encode
 from .grid_bits import morton3d, morton3d_invert, packbits
 from .ray_aabb import as_aabb, near_far_from_aabb
 
-__all__ = ["as_aabb", "composite", "composite_dense", "dense_packed_info", "morton3d", "morton3d_invert", "near_far_from_aabb", "packbits"]
+__all__ = [
+    "as_aabb", "composite", "composite_dense", "dense_packed_info", "grid_encode",
+    "grid_level_layout", "morton3d", "morton3d_invert", "near_far_from_aabb", "packbits", "sh_encode",
+]

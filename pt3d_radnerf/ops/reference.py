@@ -4,6 +4,7 @@ Written independently of the C++ math (vectorised tensor code, not a translitera
 tests comparing the two can fail. Also usable as a slow fallback anywhere torch runs.
 """
 
+import math
 from typing import Tuple
 
 import torch
@@ -106,3 +107,92 @@ def composite(values, features, packed_info, ts=None, deltas=None, mode="alpha",
     weights = torch.zeros_like(values)
     weights[index[valid]] = w[valid]
     return feats, opacity, depth, weights
+
+# ---- encoders -----------------------------------------------------------------------------
+_HASH_PRIMES = (1, 2654435761, 805459861)
+
+
+def grid_encode(
+    inputs: torch.Tensor,
+    embeddings: torch.Tensor,
+    offsets,
+    scales,
+    gridtype: str = "hash",
+    align_corners: bool = False,
+    interpolation: str = "linear",
+    bound: float = 1.0,
+) -> torch.Tensor:
+    """Twin of :func:`pt3d_radnerf.ops.grid_encode`: (N, D) -> (N, L*C), autograd does the VJPs.
+
+    All 2^D corners of a level are gathered at once; integer arithmetic in int64, reduced to
+    uint32 where the kernel wraps.
+    """
+    n, dim = inputs.shape
+    corner_bits = torch.tensor(
+        [[(k >> d) & 1 for d in range(dim)] for k in range(2**dim)], device=inputs.device
+    )  # (K, D)
+    u = (inputs + bound) / (2 * bound)
+    inside = ((u >= 0) & (u <= 1)).all(-1, keepdim=True)  # (N, 1)
+    feats = []
+    for level, scale in enumerate(scales):
+        lo, hi = int(offsets[level]), int(offsets[level + 1])
+        rows = hi - lo
+        pos = u * scale + (0.0 if align_corners else 0.5)
+        cell = torch.floor(pos).detach()
+        t = pos - cell
+        if interpolation == "smoothstep":
+            t = t * t * (3 - 2 * t)
+        corners = cell.long()[:, None, :] + corner_bits  # (N, K, D)
+        weights = torch.where(corner_bits.bool(), t[:, None, :], 1 - t[:, None, :]).prod(-1)
+        # Dense strides while the running stride fits the table (torch-ngp's rule).
+        side = math.ceil(scale) + (1 if align_corners else 2)
+        stride, strides = 1, []
+        for _ in range(dim):
+            strides.append(stride if stride <= rows else 0)
+            stride = stride * side if stride <= rows else stride
+        if gridtype == "hash" and stride > rows:
+            index = torch.zeros_like(corners[..., 0])
+            for d in range(dim):
+                index = index ^ ((corners[..., d] * _HASH_PRIMES[d]) & 0xFFFFFFFF)
+        else:
+            index = (corners * torch.tensor(strides, device=inputs.device)).sum(-1) & 0xFFFFFFFF
+        index = index % rows
+        values = embeddings[lo + index]  # (N, K, C)
+        level_feat = (weights[..., None].to(values.dtype) * values).sum(1)
+        feats.append(torch.where(inside, level_feat, torch.zeros_like(level_feat)))
+    return torch.cat(feats, dim=-1)
+
+
+def _sh_z_part(z: torch.Tensor, l: int, m: int) -> torch.Tensor:
+    """sum_k (-1)^k 2^-l C(l,k) C(2l-2k,l) (l-2k)!/(l-2k-m)! z^(l-2k-m) (Cartesian real-SH form)."""
+    total = torch.zeros_like(z)
+    for k in range((l - m) // 2 + 1):
+        coef = ((-1) ** k) * math.comb(l, k) * math.comb(2 * l - 2 * k, l)
+        coef *= math.factorial(l - 2 * k) / math.factorial(l - 2 * k - m) / 2**l
+        total = total + coef * z ** (l - 2 * k - m)
+    return total
+
+
+def sh_encode(dirs: torch.Tensor, degree: int = 4) -> torch.Tensor:
+    """Twin of :func:`pt3d_radnerf.ops.sh_encode` from the explicit Cartesian formula:
+    (N, 3) -> (N, degree^2), Condon-Shortley phase, tiny-cuda-nn order."""
+    x, y, z = dirs.unbind(-1)
+    out = []
+    for l in range(degree):
+        band = {}
+        for m in range(l + 1):
+            # A_m + i B_m = (x + iy)^m expanded with the binomial theorem.
+            a = sum(math.comb(m, p) * x**p * y ** (m - p) * math.cos((m - p) * math.pi / 2)
+                    for p in range(m + 1))
+            b = sum(math.comb(m, p) * x**p * y ** (m - p) * math.sin((m - p) * math.pi / 2)
+                    for p in range(m + 1))
+            norm = math.sqrt((2 * l + 1) / (4 * math.pi) * math.factorial(l - m) / math.factorial(l + m))
+            zp = _sh_z_part(z, l, m)
+            if m == 0:
+                band[0] = norm * zp
+            else:
+                k = norm * math.sqrt(2) * (-1) ** m
+                band[m] = k * zp * a
+                band[-m] = k * zp * b
+        out += [band[m] for m in range(-l, l + 1)]
+    return torch.stack(out, dim=-1)

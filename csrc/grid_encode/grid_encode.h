@@ -1,0 +1,187 @@
+// Multiresolution grid encoding (instant-ngp / torch-ngp layout): per-element math shared by
+// the CPU loop and the CUDA kernels. No torch headers.
+//
+// Conventions (match torch-ngp's gridencoder, which RAD-NeRF checkpoints use):
+//  * input x in [-bound, bound]^D is mapped to u = (x + bound) / (2 bound) in [0, 1]^D;
+//    a point with any u outside [0, 1] (or NaN) gets zero features and zero gradients.
+//  * level l: position p = u * scale_l + 0.5 (+ 0 with align_corners), cell = floor(p),
+//    t = p - cell, weights t (linear) or 3t^2 - 2t^3 (smoothstep) for the upper corner.
+//  * a corner's table row: dense strides (computed on the host, 0 for dimensions that
+//    torch-ngp drops once the running stride exceeds the table) or, on "hash" levels whose
+//    dense grid does not fit, XOR of corner[d] * prime[d] in uint32; then modulo the level's
+//    table size.
+#pragma once
+
+#include "common/hd.h"
+
+#include <type_traits>
+
+#if defined(__CUDACC__)
+#define PT3D_GRID_UNROLL _Pragma("unroll")
+#else
+#define PT3D_GRID_UNROLL _Pragma("GCC unroll 8")
+#endif
+
+namespace pt3d_radnerf {
+
+constexpr int kGridMaxLevels = 32;
+constexpr int kGridMaxDim = 3;
+
+// Layout of every level, computed once on the host and passed to kernels by value.
+struct GridLevels {
+  int32_t num_levels;
+  bool align_corners;
+  bool smoothstep;
+  double bound;       // inputs live in [-bound, bound]
+  double inv_extent;  // 1 / (2 bound)
+  uint32_t offset[kGridMaxLevels];  // first table row of the level
+  uint32_t size[kGridMaxLevels];    // table rows of the level
+  uint32_t stride[kGridMaxLevels][kGridMaxDim];
+  bool hashed[kGridMaxLevels];
+  double scale[kGridMaxLevels];  // p = u * scale + (align_corners ? 0 : 0.5)
+};
+
+template <typename T>
+PT3D_HD T floor_value(T x) {
+#if defined(__CUDA_ARCH__)
+  return floor(x);
+#else
+  return std::floor(x);
+#endif
+}
+
+// The cell a point falls in at one level, with the interpolation weight of the upper corner
+// along each axis and its derivative w.r.t. the raw input coordinate x[d].
+template <typename T, int D>
+struct GridCell {
+  uint32_t cell[D];
+  T w[D];
+  T dw[D];
+};
+
+template <typename T, int D>
+PT3D_HD bool grid_cell(const T* x, const GridLevels& g, int level, GridCell<T, D>& c) {
+  const T scale = static_cast<T>(g.scale[level]);
+  const T inv_extent = static_cast<T>(g.inv_extent);
+  const T bound = static_cast<T>(g.bound);
+  const T shift = g.align_corners ? T(0) : T(0.5);
+PT3D_GRID_UNROLL
+  for (int d = 0; d < D; ++d) {
+    const T u = (x[d] + bound) * inv_extent;
+    if (!(u >= T(0) && u <= T(1))) return false;  // also rejects NaN
+    const T p = u * scale + shift;
+    const T f = floor_value(p);
+    const T t = p - f;
+    c.cell[d] = static_cast<uint32_t>(f);
+    if (g.smoothstep) {
+      c.w[d] = t * t * (T(3) - T(2) * t);
+      c.dw[d] = T(6) * t * (T(1) - t) * scale * inv_extent;
+    } else {
+      c.w[d] = t;
+      c.dw[d] = scale * inv_extent;
+    }
+  }
+  return true;
+}
+
+// Table row (relative to the level's offset) of corner `bits` (bit d set = upper along d).
+template <int D>
+PT3D_HD uint32_t grid_corner_row(const GridLevels& g, int level, const uint32_t* cell,
+                                 uint32_t bits) {
+  uint32_t index = 0;
+  if (g.hashed[level]) {
+    // instant-ngp's coherent prime hash: primes 1, 2654435761, 805459861, uint32 wrap-around.
+    index = cell[0] + (bits & 1u);
+    if (D > 1) index ^= (cell[1] + ((bits >> 1) & 1u)) * 2654435761u;
+    if (D > 2) index ^= (cell[D > 2 ? 2 : 0] + ((bits >> 2) & 1u)) * 805459861u;
+  } else {
+PT3D_GRID_UNROLL
+    for (int d = 0; d < D; ++d) index += (cell[d] + ((bits >> d) & 1u)) * g.stride[level][d];
+  }
+  const uint32_t size = g.size[level];
+  if (index < size) return index;
+  return (size & (size - 1u)) == 0u ? (index & (size - 1u)) : (index % size);
+}
+
+// Interpolation weight of corner `bits`.
+template <typename T, int D>
+PT3D_HD T grid_corner_weight(const GridCell<T, D>& c, uint32_t bits) {
+  T w = T(1);
+PT3D_GRID_UNROLL
+  for (int d = 0; d < D; ++d) w *= ((bits >> d) & 1u) ? c.w[d] : T(1) - c.w[d];
+  return w;
+}
+
+// Features of one point at one level: out[C] (zeros outside the bound).
+template <typename T, typename E, int D, int C>
+PT3D_HD void grid_forward_level(const T* x, const E* emb, const GridLevels& g, int level,
+                                T* out) {
+PT3D_GRID_UNROLL
+  for (int c = 0; c < C; ++c) out[c] = T(0);
+  GridCell<T, D> cell;
+  if (!grid_cell<T, D>(x, g, level, cell)) return;
+  const E* table = emb + static_cast<int64_t>(g.offset[level]) * C;
+PT3D_GRID_UNROLL
+  for (uint32_t bits = 0; bits < (1u << D); ++bits) {
+    const T w = grid_corner_weight<T, D>(cell, bits);
+    const E* row = table + static_cast<int64_t>(grid_corner_row<D>(g, level, cell.cell, bits)) * C;
+PT3D_GRID_UNROLL
+    for (int c = 0; c < C; ++c) out[c] += w * static_cast<T>(row[c]);
+  }
+}
+
+// Embedding gradient of one point at one level: calls sink(row, weight) for every corner
+// (row absolute in the table); the caller adds weight * grad_out[C] to that row.
+template <typename T, int D, typename Sink>
+PT3D_HD void grid_backward_level(const T* x, const GridLevels& g, int level, Sink& sink) {
+  GridCell<T, D> cell;
+  if (!grid_cell<T, D>(x, g, level, cell)) return;
+PT3D_GRID_UNROLL
+  for (uint32_t bits = 0; bits < (1u << D); ++bits) {
+    sink(g.offset[level] + grid_corner_row<D>(g, level, cell.cell, bits),
+         grid_corner_weight<T, D>(cell, bits));
+  }
+}
+
+// Input gradient of one point at one level: grad_x[D] += d(grad_out . out) / dx.
+template <typename T, typename E, int D, int C>
+PT3D_HD void grid_input_backward_level(const T* x, const E* emb, const GridLevels& g, int level,
+                                       const T* grad_out, T* grad_x) {
+  GridCell<T, D> cell;
+  if (!grid_cell<T, D>(x, g, level, cell)) return;
+  const E* table = emb + static_cast<int64_t>(g.offset[level]) * C;
+PT3D_GRID_UNROLL
+  for (uint32_t bits = 0; bits < (1u << D); ++bits) {
+    const E* row = table + static_cast<int64_t>(grid_corner_row<D>(g, level, cell.cell, bits)) * C;
+    T dot = T(0);
+PT3D_GRID_UNROLL
+    for (int c = 0; c < C; ++c) dot += grad_out[c] * static_cast<T>(row[c]);
+PT3D_GRID_UNROLL
+    for (int d = 0; d < D; ++d) {
+      T partial = ((bits >> d) & 1u) ? cell.dw[d] : -cell.dw[d];
+PT3D_GRID_UNROLL
+      for (int e = 0; e < D; ++e) {
+        if (e != d) partial *= ((bits >> e) & 1u) ? cell.w[e] : T(1) - cell.w[e];
+      }
+      grad_x[d] += partial * dot;
+    }
+  }
+}
+
+// Calls fn(std::integral_constant<int, D>, std::integral_constant<int, C>) for the supported
+// input dimensions D in {2, 3} and features per level C in {1, 2, 4, 8} (host only).
+template <typename Fn>
+inline void dispatch_grid_dims(int64_t dim, int64_t features, const Fn& fn) {
+  auto with_c = [&](auto d) {
+    switch (features) {
+      case 1: return fn(d, std::integral_constant<int, 1>{});
+      case 2: return fn(d, std::integral_constant<int, 2>{});
+      case 4: return fn(d, std::integral_constant<int, 4>{});
+      default: return fn(d, std::integral_constant<int, 8>{});
+    }
+  };
+  if (dim == 2) return with_c(std::integral_constant<int, 2>{});
+  return with_c(std::integral_constant<int, 3>{});
+}
+
+}  // namespace pt3d_radnerf
