@@ -1,0 +1,60 @@
+"""Throughput of the grid encoders: C++ kernel vs pure-PyTorch twin, measured in one run.
+
+RAD-NeRF's spatial grid (3-D, 16 levels x 2, 2^16 rows, tiled, finest 2048) and ambient grid
+(2-D, same sizes; its points need the input gradient too), 2^18 points each.
+
+    python benchmarks/bench_encoders.py [--device cuda] [--write-readme]
+"""
+
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import fmt_rate, machine_line, markdown_table, parser, time_call, write_readme_section  # noqa: E402
+
+from pt3d_radnerf.models import HashGridEncoder  # noqa: E402
+from pt3d_radnerf.ops import reference  # noqa: E402
+
+
+def cases(device, n):
+    for name, dim, input_grad in (("spatial 3-D", 3, False), ("ambient 2-D (+ input grad)", 2, True)):
+        enc = HashGridEncoder(dim, 16, 2, 16, 16, desired_resolution=2048, gridtype="tiled").to(device)
+        x = (torch.rand(n, dim, device=device) * 2 - 1).requires_grad_(input_grad)
+
+        def twin(points=x, e=enc):
+            return reference.grid_encode(points, e.embeddings, e.offsets, e.scales, e.gridtype,
+                                         e.align_corners, e.interpolation, e.bound)
+
+        def fwd_bwd(fn):
+            def run():
+                fn().sum().backward()
+            return run
+
+        yield f"{name} fwd", lambda e=enc, p=x: e(p), twin
+        yield f"{name} fwd+bwd", fwd_bwd(lambda e=enc, p=x: e(p)), fwd_bwd(twin)
+
+
+def main():
+    p = parser(__doc__)
+    p.add_argument("--points", type=int, default=1 << 18)
+    args = p.parse_args()
+    rows = []
+    for name, kernel, twin in cases(args.device, args.points):
+        grad_ctx = torch.no_grad() if name.endswith("fwd") else torch.enable_grad()
+        with grad_ctx:
+            tk = time_call(kernel, args.device, repeats=3, min_time=0.5)
+            tr = time_call(twin, args.device, repeats=3, min_time=0.5)
+        rows.append([name, f"{fmt_rate(args.points / tk)} pts/s",
+                     f"{fmt_rate(args.points / tr)} pts/s", f"{tr / tk:.1f}x"])
+        print(" | ".join(rows[-1]), flush=True)
+    table = machine_line(args.device) + "\n\n" + markdown_table(
+        ["grid encoder (2^18 points)", "kernel", "pure-PyTorch twin", "speed-up"], rows)
+    print(table)
+    if args.write_readme:
+        write_readme_section(f"encoders-{args.device}", table)
+
+
+if __name__ == "__main__":
+    main()
