@@ -28,4 +28,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("morton3d", &p::morton3d, py::arg("coords"));
   m.def("morton3d_invert", &p::morton3d_invert, py::arg("codes"));
   m.def("packbits", &p::packbits, py::arg("grid"), py::arg("threshold"));
+
+  // ---- occupancy_march
+  m.def("occupancy_march", &p::occupancy_march, py::arg("rays_o"), py::arg("rays_d"),
+        py::arg("jitter"), py::arg("aabb"), py::arg("bitfield"), py::arg("cascades"),
+        py::arg("resolution"), py::arg("t_min"), py::arg("t_max"), py::arg("dt_min"),
+        py::arg("dt_max"), py::arg("dt_gamma"), py::arg("max_samples"));
 }
