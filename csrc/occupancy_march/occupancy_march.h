@@ -164,6 +164,7 @@ PT3D_HD int64_t march_ray(const T* o, const T* d, T jitter, const MarchParams<T>
   int64_t count = 0;
   while (t < far_m && (p.max_samples < 0 || count < p.max_samples)) {
     const T dt = march_step(t, p);
+    if (!(t + dt > t)) break;  // dt below t's precision (a ray from very far): stop, never spin
     const T t_end = min_value(t + dt, far_m);
     const T t_mid = (t + t_end) * T(0.5);
     const T x[3] = {o[0] + t_mid * u[0], o[1] + t_mid * u[1], o[2] + t_mid * u[2]};
@@ -182,8 +183,9 @@ PT3D_HD int64_t march_ray(const T* o, const T* d, T jitter, const MarchParams<T>
     // changes the sample set (the brute-force twin in reference.py marches every step).
     const T exit = cell_exit(o, u, cell) - T(1e-3) * min_cell_size(cell.box);
     for (;;) {
+      const T t_prev = t;
       t = t + march_step(t, p);
-      if (!(t < far_m)) break;
+      if (!(t < far_m) || !(t > t_prev)) break;
       const T dt_next = march_step(t, p);
       const T mid = (t + min_value(t + dt_next, far_m)) * T(0.5);
       if (!(mid < exit)) break;

@@ -3,6 +3,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/repeat_interleave.h>
 #include <ATen/ops/stack.h>
+#include <ATen/ops/sub.h>
 
 #include "common/cpu_utils.h"
 #include "occupancy_march/occupancy_march.h"
@@ -52,7 +53,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_cpu(
       march_ray(o + 3 * i, d + 3 * i, jit ? jit[i] : scalar_t(0), p, ts + start, te + start);
     });
   });
-  const at::Tensor starts = at::cumsum(counts, 0) - counts;
+  const at::Tensor starts = at::sub(at::cumsum(counts, 0), counts);
   const at::Tensor ray_indices = at::repeat_interleave(counts);
   return {ray_indices, t_starts, t_ends, at::stack({starts, counts}, 1)};
 }

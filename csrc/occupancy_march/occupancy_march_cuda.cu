@@ -4,6 +4,7 @@
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/repeat_interleave.h>
 #include <ATen/ops/stack.h>
+#include <ATen/ops/sub.h>
 
 #include "common/cuda_utils.cuh"
 #include "occupancy_march/occupancy_march.h"
@@ -76,7 +77,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_cuda(
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
-  const at::Tensor starts = at::cumsum(counts, 0) - counts;
+  const at::Tensor starts = at::sub(at::cumsum(counts, 0), counts);
   const at::Tensor ray_indices = at::repeat_interleave(counts);
   return {ray_indices, t_starts, t_ends, at::stack({starts, counts}, 1)};
 }

@@ -12,7 +12,7 @@ __all__ = ["as_aabb", "morton3d", "morton3d_invert", "near_far_from_aabb", "pack
 from .occupancy import (  # noqa: E402
     decayed_max_update,
     dilate_occupancy,
-    morton_to_dense_index,
+    dense_to_morton_index,
     occupancy_march,
     occupancy_threshold,
 )
@@ -20,7 +20,8 @@ from .occupancy import (  # noqa: E402
 __all__ += [
     "decayed_max_update",
     "dilate_occupancy",
-    "morton_to_dense_index",
+    "dense_to_morton_index",
     "occupancy_march",
     "occupancy_threshold",
 ]
+

@@ -83,15 +83,12 @@ def occupancy_march(
 
 
 # ---- grid update helpers (elementwise / stencil work: vectorised torch on any device) -----------
-def morton_to_dense_index(resolution: int, device=None) -> torch.Tensor:
-    """(res^3,) int64: ``perm[morton(x, y, z)] = (x * res + y) * res + z`` (dense x-major index)."""
+def dense_to_morton_index(resolution: int, device=None) -> torch.Tensor:
+    """(res^3,) int64 morton code of each cell listed in dense order ``(x * res + y) * res + z``:
+    ``morton_grid[:, idx]`` is the dense grid, ``dense_grid[:, ...] -> out[:, idx]`` goes back."""
     r = torch.arange(resolution, device=device, dtype=torch.int32)
     xyz = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
-    perm = torch.empty(resolution**3, dtype=torch.int64, device=device)
-    perm[morton3d(xyz.cpu()).to(device=device, dtype=torch.int64)] = torch.arange(
-        resolution**3, device=device
-    )
-    return perm
+    return morton3d(xyz).long()
 
 
 def dilate_occupancy(bits: torch.Tensor, resolution: int, iterations: int = 1) -> torch.Tensor:
@@ -104,7 +101,7 @@ def dilate_occupancy(bits: torch.Tensor, resolution: int, iterations: int = 1) -
     """
     if iterations <= 0:
         return bits
-    perm = morton_to_dense_index(resolution, bits.device)
+    perm = dense_to_morton_index(resolution, bits.device)
     dense = bits[:, perm].reshape(-1, resolution, resolution, resolution)
     for _ in range(iterations):
         grown = dense.clone()

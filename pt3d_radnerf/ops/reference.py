@@ -127,6 +127,10 @@ def occupancy_march(
         idx = active.nonzero()[:, 0]
         ti = t[idx]
         dt = step(ti)
+        stuck = ~(ti + dt > ti)  # dt below t's precision: the kernel stops such rays
+        if bool(stuck.any()):
+            active[idx[stuck]] = False
+            idx, ti, dt = idx[~stuck], ti[~stuck], dt[~stuck]
         te = torch.minimum(ti + dt, far_m[idx])
         mid = (ti + te) * 0.5
         x = rays_o[idx] + mid[:, None] * u[idx]

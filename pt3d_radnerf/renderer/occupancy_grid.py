@@ -107,7 +107,7 @@ class OccupancyGrid(nn.Module):
         n3 = self.resolution**3
         lo, _, cs = reference.cascade_boxes(self.aabb, self.cascades, self.resolution)
         c = indices // n3
-        xyz = ops.morton3d_invert((indices % n3).to(torch.int32).cpu()).to(indices.device)
+        xyz = ops.morton3d_invert((indices % n3).to(torch.int32))
         offset = torch.rand_like(lo[c]) if jitter else torch.full_like(lo[c], 0.5)
         return lo[c] + (xyz.to(lo.dtype) + offset) * cs[c]
 

@@ -15,7 +15,7 @@ Outputs:
     stepped by ``dt = clamp(t * dt_gamma, dt_min, dt_max)`` (metric) in occupied cells only;
   * ``mode="dense"``: PyTorch3D ``RayBundle`` with ``n_pts_per_ray`` lengths per ray spread
     uniformly over the occupied part of ``[min_depth, max_depth]`` (inverse CDF of occupied
-    length). A ray whose whole range is occupied gets exactly ``linspace(min_depth, max_depth)``;
+    length, occupancy resolved in steps of 1/4 of the finest cell). A ray whose whole range is occupied gets exactly ``linspace(min_depth, max_depth)``;
     a ray with no occupied space gets it too (stock behaviour; the field says empty there).
 """
 
@@ -51,7 +51,9 @@ def rays_from_xys(cameras, xys: torch.Tensor, unit_directions: bool = False):
     n = spatial.numel()
     xy = xys.reshape(b, 1, n, 2).expand(b, 2, n, 2).reshape(b, 2 * n, 2)
     depth = torch.cat([xys.new_ones(b, n, 1), 2.0 * xys.new_ones(b, n, 1)], dim=1)
-    world = cameras.unproject_points(torch.cat([xy, depth], -1), from_ndc=True)
+    # For NDC cameras PyTorch3D's from_ndc=True composes with a float32 identity, which is exact
+    # but breaks float64 cameras: skip that no-op there (same numbers, float64 gradcheck works).
+    world = cameras.unproject_points(torch.cat([xy, depth], -1), from_ndc=not cameras.in_ndc())
     directions = world[:, n:] - world[:, :n]
     origins = world[:, :n] - directions
     if unit_directions:
@@ -298,6 +300,10 @@ class OccupancyGridRaysampler(nn.Module):
             t_lin = lower + (upper - lower) * torch.rand_like(lower)
         if n == 0 or p == 0:
             return t_lin
+        # Occupancy resolved at a quarter of the finest cell: points leave occupied cells by at
+        # most 1/8 cell (a step is kept when its midpoint's cell is occupied).
+        fine = float((grid.aabb[3:] - grid.aabb[:3]).min()) / grid.resolution / 4
+        march = dict(march, dt_min=fine, dt_max=fine, dt_gamma=0.0)
         ray_idx, t0, t1, info = ops.occupancy_march(o, d, grid.aabb, grid.bitfield, **march)
         seg = (t1 - t0).double()
         occ_len = torch.zeros(n, dtype=torch.float64, device=o.device).index_add_(0, ray_idx, seg)
