@@ -47,4 +47,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sh_encode", &p::sh_encode, py::arg("dirs"), py::arg("degree"));
   m.def("sh_encode_backward", &p::sh_encode_backward, py::arg("grad_out"), py::arg("dirs"),
         py::arg("degree"));
+
+  // ---- occupancy_march
+  m.def("occupancy_march", &p::occupancy_march, py::arg("rays_o"), py::arg("rays_d"),
+        py::arg("jitter"), py::arg("aabb"), py::arg("bitfield"), py::arg("cascades"),
+        py::arg("resolution"), py::arg("t_min"), py::arg("t_max"), py::arg("dt_min"),
+        py::arg("dt_max"), py::arg("dt_gamma"), py::arg("max_samples"));
 }

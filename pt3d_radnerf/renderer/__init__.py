@@ -1,6 +1,11 @@
 """PyTorch3D renderer components: raysampler, raymarcher, occupancy grid, packed ray bundle."""
 
+from .occupancy_grid import OccupancyGrid
 from .ray_bundle import PackedRayBundle, pack_info
 from .raymarcher import OccupancyGridRaymarcher, blend_background
+from .raysampler import OccupancyGridRaysampler, rays_from_xys
 
-__all__ = ["OccupancyGridRaymarcher", "PackedRayBundle", "blend_background", "pack_info"]
+__all__ = [
+    "OccupancyGrid", "OccupancyGridRaymarcher", "OccupancyGridRaysampler", "PackedRayBundle",
+    "blend_background", "pack_info", "rays_from_xys",
+]

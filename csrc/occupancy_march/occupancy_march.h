@@ -1,0 +1,199 @@
+// Occupancy-guided ray marching: per-ray math shared by the CPU loop and the CUDA kernel.
+//
+// Grid layout (shared with OccupancyGrid and packbits): cascade c covers the base box scaled by
+// 2^c about its centre, split into res^3 cells (res a power of two); cell (x, y, z) of cascade c
+// has index c * res^3 + morton(x, y, z), and its occupancy is bit (index & 7) of byte index >> 3.
+//
+// A ray o + t d (t in the caller's units, d of any length) is clipped to the outermost cascade
+// box and to [t_min, t_max], then marched in metric units along u = d / |d|:
+//   dt(t) = clamp(t * dt_gamma, dt_min, dt_max);  step k covers [t, min(t + dt, far)).
+// A step is kept when the cell under its midpoint is occupied. The cell looked up is the one of
+// cascade max(finest cascade containing the midpoint, finest cascade whose cells are at least dt
+// wide) (instant-ngp's rule). An empty answer skips every lattice step whose midpoint lies before
+// that cell's exit (minus a 1e-3-cell margin, so float rounding at the boundary never hides an
+// occupied neighbour) and maps to the same cascade: samples stay on the same t lattice, and the
+// kept set equals the one of a brute-force march over every step.
+// Output t values are divided by |d| again, i.e. they are in the units of PyTorch3D's lengths.
+#pragma once
+
+#include "common/hd.h"
+#include "morton3d/morton3d.h"
+#include "near_far_from_aabb/near_far_from_aabb.h"
+
+namespace pt3d_radnerf {
+
+template <typename T>
+PT3D_HD T floor_value(T x) {
+#if defined(__CUDA_ARCH__)
+  return floor(x);
+#else
+  return std::floor(x);
+#endif
+}
+
+template <typename T>
+PT3D_HD T sqrt_value(T x) {
+#if defined(__CUDA_ARCH__)
+  return sqrt(x);
+#else
+  return std::sqrt(x);
+#endif
+}
+
+// Geometry of one cascade: lower corner, upper corner and cell size per axis.
+template <typename T>
+struct CascadeBox {
+  T lo[3];
+  T hi[3];
+  T cs[3];
+};
+
+template <typename T>
+PT3D_HD CascadeBox<T> cascade_box(const T* aabb, int cascade, int res) {
+  CascadeBox<T> b;
+  const T scale = static_cast<T>(1 << cascade);
+  for (int i = 0; i < 3; ++i) {
+    const T ctr = (aabb[i] + aabb[i + 3]) * T(0.5);
+    const T half = (aabb[i + 3] - aabb[i]) * T(0.5) * scale;
+    b.lo[i] = ctr - half;
+    b.hi[i] = ctr + half;
+    b.cs[i] = half * T(2) / static_cast<T>(res);
+  }
+  return b;
+}
+
+template <typename T>
+PT3D_HD T min_cell_size(const CascadeBox<T>& b) {
+  return min_value(b.cs[0], min_value(b.cs[1], b.cs[2]));
+}
+
+template <typename T>
+struct CellLookup {
+  CascadeBox<T> box;
+  int cascade;
+  int cell[3];
+  bool occupied;
+};
+
+// Cascade whose cell decides a sample at point x taken with step dt: the coarser of the finest
+// cascade containing x and the finest cascade whose cells are at least dt wide (instant-ngp).
+template <typename T>
+PT3D_HD int lookup_cascade(const T* x, T dt, const T* aabb, int cascades, int res) {
+  int c_pos = cascades - 1;
+  for (int c = 0; c < cascades; ++c) {
+    const CascadeBox<T> b = cascade_box(aabb, c, res);
+    if (x[0] >= b.lo[0] && x[0] <= b.hi[0] && x[1] >= b.lo[1] && x[1] <= b.hi[1] &&
+        x[2] >= b.lo[2] && x[2] <= b.hi[2]) {
+      c_pos = c;
+      break;
+    }
+  }
+  int c_dt = 0;
+  while (c_dt < cascades - 1 && min_cell_size(cascade_box(aabb, c_dt, res)) < dt) ++c_dt;
+  return max_value(c_pos, c_dt);
+}
+
+// The cell (and its occupancy) that decides a sample at point x taken with step dt.
+template <typename T>
+PT3D_HD CellLookup<T> lookup_cell(const T* x, T dt, const T* aabb, const uint8_t* bitfield,
+                                  int cascades, int res) {
+  CellLookup<T> r;
+  r.cascade = lookup_cascade(x, dt, aabb, cascades, res);
+  r.box = cascade_box(aabb, r.cascade, res);
+  for (int i = 0; i < 3; ++i) {
+    const T f = floor_value((x[i] - r.box.lo[i]) / r.box.cs[i]);
+    const T clamped = clamp_value(f, T(0), static_cast<T>(res - 1));
+    r.cell[i] = static_cast<int>(clamped);
+  }
+  const int64_t n3 = static_cast<int64_t>(res) * res * res;
+  const int64_t idx = r.cascade * n3 + morton3d_encode(r.cell[0], r.cell[1], r.cell[2]);
+  r.occupied = (bitfield[idx >> 3] >> (idx & 7)) & 1;
+  return r;
+}
+
+// Metric t at which the ray o + t u leaves the looked-up cell.
+template <typename T>
+PT3D_HD T cell_exit(const T* o, const T* u, const CellLookup<T>& cell) {
+  T t_exit = INFINITY;
+  for (int i = 0; i < 3; ++i) {
+    if (u[i] == T(0)) continue;
+    const int k = u[i] > T(0) ? cell.cell[i] + 1 : cell.cell[i];
+    const T bound = cell.box.lo[i] + static_cast<T>(k) * cell.box.cs[i];
+    t_exit = min_value(t_exit, (bound - o[i]) / u[i]);
+  }
+  return t_exit;
+}
+
+template <typename T>
+struct MarchParams {
+  const T* aabb;
+  const uint8_t* bitfield;
+  int cascades;
+  int res;
+  T t_min;
+  T t_max;
+  T dt_min;
+  T dt_max;
+  T dt_gamma;
+  int64_t max_samples;  // < 0: unlimited
+};
+
+template <typename T>
+PT3D_HD T march_step(T t, const MarchParams<T>& p) {
+  return clamp_value(t * p.dt_gamma, p.dt_min, p.dt_max);
+}
+
+// Marches one ray. With out_start/out_end null it only counts; otherwise it writes the kept
+// samples' [t_start, t_end) (caller units). Returns the number of samples.
+template <typename T>
+PT3D_HD int64_t march_ray(const T* o, const T* d, T jitter, const MarchParams<T>& p,
+                          T* out_start, T* out_end) {
+  const CascadeBox<T> outer = cascade_box(p.aabb, p.cascades - 1, p.res);
+  const T box[6] = {outer.lo[0], outer.lo[1], outer.lo[2], outer.hi[0], outer.hi[1], outer.hi[2]};
+  const SlabHit<T> hit = ray_aabb_slab(o, d, box, p.t_min);
+  if (!hit.hit) return 0;
+  const T far = min_value(hit.far, p.t_max);
+  if (!(far > hit.near)) return 0;
+
+  const T norm = sqrt_value(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+  const T u[3] = {d[0] / norm, d[1] / norm, d[2] / norm};
+  const T far_m = far * norm;
+  const T near_m = hit.near * norm;
+  T t = near_m + jitter * march_step(near_m, p);
+
+  int64_t count = 0;
+  while (t < far_m && (p.max_samples < 0 || count < p.max_samples)) {
+    const T dt = march_step(t, p);
+    if (!(t + dt > t)) break;  // dt below t's precision (a ray from very far): stop, never spin
+    const T t_end = min_value(t + dt, far_m);
+    const T t_mid = (t + t_end) * T(0.5);
+    const T x[3] = {o[0] + t_mid * u[0], o[1] + t_mid * u[1], o[2] + t_mid * u[2]};
+    const CellLookup<T> cell = lookup_cell(x, dt, p.aabb, p.bitfield, p.cascades, p.res);
+    if (cell.occupied) {
+      if (out_start != nullptr) {
+        out_start[count] = t / norm;
+        out_end[count] = t_end / norm;
+      }
+      ++count;
+      t = t + dt;
+      continue;
+    }
+    // Empty: jump over every lattice step whose midpoint is still inside this cell and would
+    // be decided by the same cascade. Such a step would be rejected too, so skipping never
+    // changes the sample set (the brute-force twin in reference.py marches every step).
+    const T exit = cell_exit(o, u, cell) - T(1e-3) * min_cell_size(cell.box);
+    for (;;) {
+      const T t_prev = t;
+      t = t + march_step(t, p);
+      if (!(t < far_m) || !(t > t_prev)) break;
+      const T dt_next = march_step(t, p);
+      const T mid = (t + min_value(t + dt_next, far_m)) * T(0.5);
+      if (!(mid < exit)) break;
+      const T xm[3] = {o[0] + mid * u[0], o[1] + mid * u[1], o[2] + mid * u[2]};
+      if (lookup_cascade(xm, dt_next, p.aabb, p.cascades, p.res) != cell.cascade) break;
+    }
+  }
+  return count;
+}
+
+}  // namespace pt3d_radnerf

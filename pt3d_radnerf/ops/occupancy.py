@@ -1,0 +1,143 @@
+"""Occupancy-guided ray marching (packed samples) and the occupancy-grid update helpers.
+
+Grid layout shared by the kernel, :class:`pt3d_radnerf.renderer.OccupancyGrid` and
+``reference.py``: cascade ``c`` covers the base box scaled by ``2^c`` about its centre and is
+split into ``res^3`` cells (``res`` a power of two); cell ``(x, y, z)`` of cascade ``c`` has flat
+index ``c * res^3 + morton(x, y, z)``; its bit is bit ``k`` of byte ``i`` for index ``8 i + k``.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+
+from .._backend import load_extension
+from .grid_bits import morton3d
+from .ray_aabb import AabbLike, as_aabb
+
+
+def occupancy_march(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    aabb: AabbLike,
+    bitfield: torch.Tensor,
+    *,
+    cascades: int,
+    resolution: int,
+    t_min: float = 0.0,
+    t_max: float = float("inf"),
+    dt_min: float,
+    dt_max: Optional[float] = None,
+    dt_gamma: float = 0.0,
+    jitter: Optional[torch.Tensor] = None,
+    max_samples: Optional[int] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Marches rays through an occupancy bitfield and returns the kept samples, packed.
+
+    Each ray ``o + t d`` is clipped to the outermost cascade box and to ``[t_min, t_max]`` (both
+    in units of ``|d|``), then stepped in metric units along ``d / |d|`` with
+    ``dt = clamp(t * dt_gamma, dt_min, dt_max)``; the first step starts at
+    ``near + jitter * dt(near)``. A step is kept when the cell under its midpoint is occupied;
+    empty cells are skipped to their exit (the kept set equals a march over every step, see
+    ``reference.occupancy_march``). A count pass, an exclusive prefix sum and a fill pass give a
+    deterministic layout: no ray is ever dropped and nothing is preallocated.
+
+    Args:
+        rays_o, rays_d: (N, 3) float32/float64 rays (``d`` of any non-zero length).
+        aabb: (6,) base (cascade 0) box.
+        bitfield: (cascades * resolution^3 / 8,) uint8.
+        cascades, resolution: grid shape (resolution a power of two).
+        t_min, t_max: depth range in units of ``|d|`` (PyTorch3D ``lengths`` units).
+        dt_min, dt_max, dt_gamma: metric step rule (``dt_max`` defaults to ``dt_min``).
+        jitter: optional (N,) offsets in [0, 1) of the first step (stratified training).
+        max_samples: keep at most this many samples per ray (None: unlimited).
+
+    Returns:
+        ray_indices: (S,) int64; t_starts, t_ends: (S,) in units of ``|d|``, sorted per ray;
+        packed_info: (N, 2) int64 ``(start, count)``. No gradients (t values are constants,
+        like PyTorch3D's ``lengths``; points stay differentiable through the rays).
+    """
+    if not isinstance(rays_o, torch.Tensor) or not isinstance(rays_d, torch.Tensor):
+        raise TypeError("rays_o and rays_d must be torch.Tensor")
+    box = as_aabb(aabb, rays_o)
+    dt_max = dt_min if dt_max is None else dt_max
+    ms = -1 if max_samples is None else int(max_samples)
+    if max_samples is not None and ms < 0:
+        raise ValueError(f"max_samples must be >= 0 or None, got {max_samples}")
+    if jitter is not None:
+        jitter = jitter.detach().contiguous()
+    return load_extension().occupancy_march(
+        rays_o.detach().contiguous(),
+        rays_d.detach().contiguous(),
+        jitter,
+        box,
+        bitfield.contiguous(),
+        int(cascades),
+        int(resolution),
+        float(t_min),
+        float(t_max),
+        float(dt_min),
+        float(dt_max),
+        float(dt_gamma),
+        ms,
+    )
+
+
+# ---- grid update helpers (elementwise / stencil work: vectorised torch on any device) -----------
+def dense_to_morton_index(resolution: int, device=None) -> torch.Tensor:
+    """(res^3,) int64 morton code of each cell listed in dense order ``(x * res + y) * res + z``:
+    ``morton_grid[:, idx]`` is the dense grid, ``dense_grid[:, ...] -> out[:, idx]`` goes back."""
+    r = torch.arange(resolution, device=device, dtype=torch.int32)
+    xyz = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+    return morton3d(xyz).long()
+
+
+def dilate_occupancy(bits: torch.Tensor, resolution: int, iterations: int = 1) -> torch.Tensor:
+    """6-neighbour dilation of boolean occupancy, morton order per cascade.
+
+    Args:
+        bits: (cascades, res^3) bool, morton order.
+    Returns:
+        (cascades, res^3) bool: a cell is set when it or a face neighbour was set.
+    """
+    if iterations <= 0:
+        return bits
+    perm = dense_to_morton_index(resolution, bits.device)
+    dense = bits[:, perm].reshape(-1, resolution, resolution, resolution)
+    for _ in range(iterations):
+        grown = dense.clone()
+        for axis in (1, 2, 3):
+            n = resolution
+            lo = [slice(None)] * 4
+            hi = [slice(None)] * 4
+            lo[axis], hi[axis] = slice(0, n - 1), slice(1, n)
+            grown[tuple(lo)] |= dense[tuple(hi)]
+            grown[tuple(hi)] |= dense[tuple(lo)]
+        dense = grown
+    out = torch.empty_like(bits)
+    out[:, perm] = dense.reshape(bits.shape[0], -1)
+    return out
+
+
+def decayed_max_update(
+    grid: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, decay: float
+) -> torch.Tensor:
+    """``grid[i] = max(grid[i] * decay, value)`` for flat ``indices``; cells at -1 (unseen) stay.
+
+    Args:
+        grid: (cascades, res^3) float; indices: (M,) int64 flat indices; values: (M,).
+    Returns:
+        the updated grid (a new tensor).
+    """
+    flat = grid.reshape(-1).clone()
+    old = flat[indices]
+    new = torch.maximum(old * decay, values.to(flat.dtype))
+    flat[indices] = torch.where(old < 0, old, new)
+    return flat.view_as(grid)
+
+
+def occupancy_threshold(grid: torch.Tensor, thresh: float) -> float:
+    """``min(mean of the seen cells (>= 0), thresh)``; ``thresh`` when no cell is seen."""
+    seen = grid[grid >= 0]
+    if seen.numel() == 0:
+        return float(thresh)
+    return min(float(seen.mean()), float(thresh))
