@@ -75,13 +75,39 @@ struct CellLookup {
   bool occupied;
 };
 
+constexpr int kMaxCascades = 16;
+
+template <typename T>
+struct MarchParams {
+  CascadeBox<T> boxes[kMaxCascades];  // filled once on the host (init_cascades)
+  T min_cs[kMaxCascades];             // smallest cell side per cascade
+  const uint8_t* bitfield;
+  int cascades;
+  int res;
+  T t_min;
+  T t_max;
+  T dt_min;
+  T dt_max;
+  T dt_gamma;
+  int64_t max_samples;  // < 0: unlimited
+};
+
+// Host side: precomputes the cascade boxes so the per-step lookups do no box arithmetic.
+template <typename T>
+inline void init_cascades(MarchParams<T>& p, const T* aabb_host) {
+  for (int c = 0; c < p.cascades; ++c) {
+    p.boxes[c] = cascade_box(aabb_host, c, p.res);
+    p.min_cs[c] = min_cell_size(p.boxes[c]);
+  }
+}
+
 // Cascade whose cell decides a sample at point x taken with step dt: the coarser of the finest
 // cascade containing x and the finest cascade whose cells are at least dt wide (instant-ngp).
 template <typename T>
-PT3D_HD int lookup_cascade(const T* x, T dt, const T* aabb, int cascades, int res) {
-  int c_pos = cascades - 1;
-  for (int c = 0; c < cascades; ++c) {
-    const CascadeBox<T> b = cascade_box(aabb, c, res);
+PT3D_HD int lookup_cascade(const T* x, T dt, const MarchParams<T>& p) {
+  int c_pos = p.cascades - 1;
+  for (int c = 0; c < p.cascades; ++c) {
+    const CascadeBox<T>& b = p.boxes[c];
     if (x[0] >= b.lo[0] && x[0] <= b.hi[0] && x[1] >= b.lo[1] && x[1] <= b.hi[1] &&
         x[2] >= b.lo[2] && x[2] <= b.hi[2]) {
       c_pos = c;
@@ -89,25 +115,24 @@ PT3D_HD int lookup_cascade(const T* x, T dt, const T* aabb, int cascades, int re
     }
   }
   int c_dt = 0;
-  while (c_dt < cascades - 1 && min_cell_size(cascade_box(aabb, c_dt, res)) < dt) ++c_dt;
+  while (c_dt < p.cascades - 1 && p.min_cs[c_dt] < dt) ++c_dt;
   return max_value(c_pos, c_dt);
 }
 
 // The cell (and its occupancy) that decides a sample at point x taken with step dt.
 template <typename T>
-PT3D_HD CellLookup<T> lookup_cell(const T* x, T dt, const T* aabb, const uint8_t* bitfield,
-                                  int cascades, int res) {
+PT3D_HD CellLookup<T> lookup_cell(const T* x, T dt, const MarchParams<T>& p) {
   CellLookup<T> r;
-  r.cascade = lookup_cascade(x, dt, aabb, cascades, res);
-  r.box = cascade_box(aabb, r.cascade, res);
+  r.cascade = lookup_cascade(x, dt, p);
+  r.box = p.boxes[r.cascade];
   for (int i = 0; i < 3; ++i) {
     const T f = floor_value((x[i] - r.box.lo[i]) / r.box.cs[i]);
-    const T clamped = clamp_value(f, T(0), static_cast<T>(res - 1));
+    const T clamped = clamp_value(f, T(0), static_cast<T>(p.res - 1));
     r.cell[i] = static_cast<int>(clamped);
   }
-  const int64_t n3 = static_cast<int64_t>(res) * res * res;
+  const int64_t n3 = static_cast<int64_t>(p.res) * p.res * p.res;
   const int64_t idx = r.cascade * n3 + morton3d_encode(r.cell[0], r.cell[1], r.cell[2]);
-  r.occupied = (bitfield[idx >> 3] >> (idx & 7)) & 1;
+  r.occupied = (p.bitfield[idx >> 3] >> (idx & 7)) & 1;
   return r;
 }
 
@@ -125,20 +150,6 @@ PT3D_HD T cell_exit(const T* o, const T* u, const CellLookup<T>& cell) {
 }
 
 template <typename T>
-struct MarchParams {
-  const T* aabb;
-  const uint8_t* bitfield;
-  int cascades;
-  int res;
-  T t_min;
-  T t_max;
-  T dt_min;
-  T dt_max;
-  T dt_gamma;
-  int64_t max_samples;  // < 0: unlimited
-};
-
-template <typename T>
 PT3D_HD T march_step(T t, const MarchParams<T>& p) {
   return clamp_value(t * p.dt_gamma, p.dt_min, p.dt_max);
 }
@@ -148,7 +159,7 @@ PT3D_HD T march_step(T t, const MarchParams<T>& p) {
 template <typename T>
 PT3D_HD int64_t march_ray(const T* o, const T* d, T jitter, const MarchParams<T>& p,
                           T* out_start, T* out_end) {
-  const CascadeBox<T> outer = cascade_box(p.aabb, p.cascades - 1, p.res);
+  const CascadeBox<T>& outer = p.boxes[p.cascades - 1];
   const T box[6] = {outer.lo[0], outer.lo[1], outer.lo[2], outer.hi[0], outer.hi[1], outer.hi[2]};
   const SlabHit<T> hit = ray_aabb_slab(o, d, box, p.t_min);
   if (!hit.hit) return 0;
@@ -168,7 +179,7 @@ PT3D_HD int64_t march_ray(const T* o, const T* d, T jitter, const MarchParams<T>
     const T t_end = min_value(t + dt, far_m);
     const T t_mid = (t + t_end) * T(0.5);
     const T x[3] = {o[0] + t_mid * u[0], o[1] + t_mid * u[1], o[2] + t_mid * u[2]};
-    const CellLookup<T> cell = lookup_cell(x, dt, p.aabb, p.bitfield, p.cascades, p.res);
+    const CellLookup<T> cell = lookup_cell(x, dt, p);
     if (cell.occupied) {
       if (out_start != nullptr) {
         out_start[count] = t / norm;
@@ -190,7 +201,7 @@ PT3D_HD int64_t march_ray(const T* o, const T* d, T jitter, const MarchParams<T>
       const T mid = (t + min_value(t + dt_next, far_m)) * T(0.5);
       if (!(mid < exit)) break;
       const T xm[3] = {o[0] + mid * u[0], o[1] + mid * u[1], o[2] + mid * u[2]};
-      if (lookup_cascade(xm, dt_next, p.aabb, p.cascades, p.res) != cell.cascade) break;
+      if (lookup_cascade(xm, dt_next, p) != cell.cascade) break;
     }
   }
   return count;

@@ -19,12 +19,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_cpu(
   const int64_t n = rays_o.size(0);
   at::Tensor counts = at::empty({n}, rays_o.options().dtype(at::kLong));
   at::Tensor t_starts, t_ends;
+  const at::Tensor aabb_host = aabb.cpu();  // 6 values: boxes are precomputed on the host
   AT_DISPATCH_FLOATING_TYPES(rays_o.scalar_type(), "occupancy_march_cpu", [&] {
     MarchParams<scalar_t> p;
-    p.aabb = aabb.data_ptr<scalar_t>();
     p.bitfield = bitfield.data_ptr<uint8_t>();
     p.cascades = static_cast<int>(cascades);
     p.res = static_cast<int>(resolution);
+    init_cascades(p, aabb_host.data_ptr<scalar_t>());
     p.t_min = static_cast<scalar_t>(t_min);
     p.t_max = static_cast<scalar_t>(t_max);
     p.dt_min = static_cast<scalar_t>(dt_min);
