@@ -28,6 +28,24 @@ PT3D_HD bool is_finite(T x) {
 }
 
 template <typename T>
+PT3D_HD T floor_value(T x) {
+#if defined(__CUDA_ARCH__)
+  return floor(x);
+#else
+  return std::floor(x);
+#endif
+}
+
+template <typename T>
+PT3D_HD T sqrt_value(T x) {
+#if defined(__CUDA_ARCH__)
+  return sqrt(x);
+#else
+  return std::sqrt(x);
+#endif
+}
+
+template <typename T>
 PT3D_HD T clamp_value(T x, T lo, T hi) {
   return x < lo ? lo : (x > hi ? hi : x);
 }

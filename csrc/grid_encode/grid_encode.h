@@ -41,15 +41,6 @@ struct GridLevels {
   double scale[kGridMaxLevels];  // p = u * scale + (align_corners ? 0 : 0.5)
 };
 
-template <typename T>
-PT3D_HD T floor_value(T x) {
-#if defined(__CUDA_ARCH__)
-  return floor(x);
-#else
-  return std::floor(x);
-#endif
-}
-
 // The cell a point falls in at one level, with the interpolation weight of the upper corner
 // along each axis and its derivative w.r.t. the raw input coordinate x[d].
 template <typename T, int D>

@@ -22,24 +22,6 @@
 
 namespace pt3d_radnerf {
 
-template <typename T>
-PT3D_HD T floor_value(T x) {
-#if defined(__CUDA_ARCH__)
-  return floor(x);
-#else
-  return std::floor(x);
-#endif
-}
-
-template <typename T>
-PT3D_HD T sqrt_value(T x) {
-#if defined(__CUDA_ARCH__)
-  return sqrt(x);
-#else
-  return std::sqrt(x);
-#endif
-}
-
 // Geometry of one cascade: lower corner, upper corner and cell size per axis.
 template <typename T>
 struct CascadeBox {
