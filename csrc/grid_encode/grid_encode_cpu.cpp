@@ -3,6 +3,8 @@
 // accumulated by one thread in point order: bitwise deterministic for any thread count.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
@@ -71,11 +73,16 @@ std::tuple<at::Tensor, at::Tensor> grid_encode_backward_cpu(const at::Tensor& gr
     dispatch_grid_dims(inputs.size(1), embeddings.size(1), [&](auto d_, auto c_) {
       constexpr int D = decltype(d_)::value;
       constexpr int C = decltype(c_)::value;
-      at::parallel_for(0, L, 1, [&](int64_t lbegin, int64_t lend) {
-        for (int64_t l = lbegin; l < lend; ++l) {
-          for (int64_t i = 0; i < n; ++i) {
-            AddRowCpu<scalar_t, C> sink{ge, go + (i * L + l) * C};
-            grid_backward_level<scalar_t, D>(x + i * D, g, static_cast<int>(l), sink);
+      // Levels are dealt round-robin to workers: contiguous blocks would give one thread all
+      // the fine (cache-missing) levels and the other all the cheap coarse ones.
+      const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(L, at::get_num_threads()));
+      at::parallel_for(0, workers, 1, [&](int64_t wbegin, int64_t wend) {
+        for (int64_t w = wbegin; w < wend; ++w) {
+          for (int64_t l = w; l < L; l += workers) {
+            for (int64_t i = 0; i < n; ++i) {
+              AddRowCpu<scalar_t, C> sink{ge, go + (i * L + l) * C};
+              grid_backward_level<scalar_t, D>(x + i * D, g, static_cast<int>(l), sink);
+            }
           }
         }
       });
