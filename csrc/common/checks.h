@@ -87,4 +87,22 @@ inline void check_supported_device(const at::Tensor& t, const char* name) {
   throw;  // unreachable; keeps [[noreturn]] honest for compilers that miss TORCH_CHECK's throw
 }
 
+// rays_o, rays_d (N, 3) float32/float64 and aabb (6,): same dtype, device, contiguous.
+inline void check_rays_and_box(const at::Tensor& rays_o, const at::Tensor& rays_d,
+                               const at::Tensor& aabb) {
+  check_shape(rays_o, "rays_o", {-1, 3}, "(N, 3)");
+  check_shape(rays_d, "rays_d", {rays_o.size(0), 3}, "(N, 3) with N of rays_o");
+  check_shape(aabb, "aabb", {6}, "(6,) = (xmin, ymin, zmin, xmax, ymax, zmax)");
+  TORCH_CHECK_TYPE(rays_o.scalar_type() == at::kFloat || rays_o.scalar_type() == at::kDouble,
+                   "rays_o must be float32 or float64, got ", rays_o.scalar_type());
+  check_same_dtype(rays_d, "rays_d", rays_o, "rays_o");
+  check_same_dtype(aabb, "aabb", rays_o, "rays_o");
+  check_supported_device(rays_o, "rays_o");
+  check_same_device(rays_d, "rays_d", rays_o, "rays_o");
+  check_same_device(aabb, "aabb", rays_o, "rays_o");
+  check_contiguous(rays_o, "rays_o");
+  check_contiguous(rays_d, "rays_d");
+  check_contiguous(aabb, "aabb");
+}
+
 }  // namespace pt3d_radnerf

@@ -3,31 +3,11 @@
 #include "ops.h"
 
 namespace pt3d_radnerf {
-namespace {
-
-void check_rays(const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& aabb) {
-  check_shape(rays_o, "rays_o", {-1, 3}, "(N, 3)");
-  check_shape(rays_d, "rays_d", {rays_o.size(0), 3}, "(N, 3) with N of rays_o");
-  check_shape(aabb, "aabb", {6}, "(6,) = (xmin, ymin, zmin, xmax, ymax, zmax)");
-  TORCH_CHECK_TYPE(rays_o.scalar_type() == at::kFloat || rays_o.scalar_type() == at::kDouble,
-                   "rays_o must be float32 or float64, got ", rays_o.scalar_type());
-  check_same_dtype(rays_d, "rays_d", rays_o, "rays_o");
-  check_same_dtype(aabb, "aabb", rays_o, "rays_o");
-  check_supported_device(rays_o, "rays_o");
-  check_same_device(rays_d, "rays_d", rays_o, "rays_o");
-  check_same_device(aabb, "aabb", rays_o, "rays_o");
-  check_contiguous(rays_o, "rays_o");
-  check_contiguous(rays_d, "rays_d");
-  check_contiguous(aabb, "aabb");
-}
-
-}  // namespace
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> near_far_from_aabb(const at::Tensor& rays_o,
                                                                   const at::Tensor& rays_d,
                                                                   const at::Tensor& aabb,
                                                                   double min_near) {
-  check_rays(rays_o, rays_d, aabb);
+  check_rays_and_box(rays_o, rays_d, aabb);
   if (rays_o.is_cuda()) {
 #ifdef WITH_CUDA
     return near_far_from_aabb_cuda(rays_o, rays_d, aabb, min_near);
@@ -41,7 +21,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> near_far_from_aabb(const at::Tens
 std::tuple<at::Tensor, at::Tensor> near_far_from_aabb_backward(
     const at::Tensor& grad_near, const at::Tensor& grad_far, const at::Tensor& rays_o,
     const at::Tensor& rays_d, const at::Tensor& aabb, double min_near) {
-  check_rays(rays_o, rays_d, aabb);
+  check_rays_and_box(rays_o, rays_d, aabb);
   check_shape(grad_near, "grad_near", {rays_o.size(0)}, "(N,)");
   check_shape(grad_far, "grad_far", {rays_o.size(0)}, "(N,)");
   check_same_dtype(grad_near, "grad_near", rays_o, "rays_o");

@@ -11,21 +11,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march(
     const at::Tensor& aabb, const at::Tensor& bitfield, int64_t cascades, int64_t resolution,
     double t_min, double t_max, double dt_min, double dt_max, double dt_gamma,
     int64_t max_samples) {
-  check_shape(rays_o, "rays_o", {-1, 3}, "(N, 3)");
-  check_shape(rays_d, "rays_d", {rays_o.size(0), 3}, "(N, 3) with N of rays_o");
-  check_shape(aabb, "aabb", {6}, "(6,) = (xmin, ymin, zmin, xmax, ymax, zmax)");
-  TORCH_CHECK_TYPE(rays_o.scalar_type() == at::kFloat || rays_o.scalar_type() == at::kDouble,
-                   "rays_o must be float32 or float64, got ", rays_o.scalar_type());
-  check_same_dtype(rays_d, "rays_d", rays_o, "rays_o");
-  check_same_dtype(aabb, "aabb", rays_o, "rays_o");
+  check_rays_and_box(rays_o, rays_d, aabb);
   check_dtype(bitfield, "bitfield", at::kByte);
-  check_supported_device(rays_o, "rays_o");
-  check_same_device(rays_d, "rays_d", rays_o, "rays_o");
-  check_same_device(aabb, "aabb", rays_o, "rays_o");
   check_same_device(bitfield, "bitfield", rays_o, "rays_o");
-  check_contiguous(rays_o, "rays_o");
-  check_contiguous(rays_d, "rays_d");
-  check_contiguous(aabb, "aabb");
   check_contiguous(bitfield, "bitfield");
   TORCH_CHECK_VALUE(resolution >= 2 && resolution <= 1024 && (resolution & (resolution - 1)) == 0,
                     "resolution must be a power of two in [2, 1024], got ", resolution);

@@ -61,7 +61,7 @@ constexpr int kMaxCascades = 16;
 
 template <typename T>
 struct MarchParams {
-  CascadeBox<T> boxes[kMaxCascades];  // filled once on the host (init_cascades)
+  CascadeBox<T> boxes[kMaxCascades];  // filled once on the host (make_march_params)
   T min_cs[kMaxCascades];             // smallest cell side per cascade
   const uint8_t* bitfield;
   int cascades;
@@ -74,13 +74,28 @@ struct MarchParams {
   int64_t max_samples;  // < 0: unlimited
 };
 
-// Host side: precomputes the cascade boxes so the per-step lookups do no box arithmetic.
+// Host side: the kernel's parameters, with the cascade boxes precomputed so the per-step
+// lookups do no box arithmetic. Shared by the CPU and CUDA launchers.
 template <typename T>
-inline void init_cascades(MarchParams<T>& p, const T* aabb_host) {
+inline MarchParams<T> make_march_params(const uint8_t* bitfield, const T* aabb_host,
+                                        int64_t cascades, int64_t resolution, double t_min,
+                                        double t_max, double dt_min, double dt_max,
+                                        double dt_gamma, int64_t max_samples) {
+  MarchParams<T> p;
+  p.bitfield = bitfield;
+  p.cascades = static_cast<int>(cascades);
+  p.res = static_cast<int>(resolution);
   for (int c = 0; c < p.cascades; ++c) {
     p.boxes[c] = cascade_box(aabb_host, c, p.res);
     p.min_cs[c] = min_cell_size(p.boxes[c]);
   }
+  p.t_min = static_cast<T>(t_min);
+  p.t_max = static_cast<T>(t_max);
+  p.dt_min = static_cast<T>(dt_min);
+  p.dt_max = static_cast<T>(dt_max);
+  p.dt_gamma = static_cast<T>(dt_gamma);
+  p.max_samples = max_samples;
+  return p;
 }
 
 // Cascade whose cell decides a sample at point x taken with step dt: the coarser of the finest

@@ -48,17 +48,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_cuda(
   at::Tensor t_starts, t_ends;
   const at::Tensor aabb_host = aabb.cpu();  // 6 values: boxes are precomputed on the host
   AT_DISPATCH_FLOATING_TYPES(rays_o.scalar_type(), "occupancy_march_cuda", [&] {
-    MarchParams<scalar_t> p;
-    p.bitfield = bitfield.data_ptr<uint8_t>();
-    p.cascades = static_cast<int>(cascades);
-    p.res = static_cast<int>(resolution);
-    init_cascades(p, aabb_host.data_ptr<scalar_t>());
-    p.t_min = static_cast<scalar_t>(t_min);
-    p.t_max = static_cast<scalar_t>(t_max);
-    p.dt_min = static_cast<scalar_t>(dt_min);
-    p.dt_max = static_cast<scalar_t>(dt_max);
-    p.dt_gamma = static_cast<scalar_t>(dt_gamma);
-    p.max_samples = max_samples;
+    const MarchParams<scalar_t> p = make_march_params<scalar_t>(
+        bitfield.data_ptr<uint8_t>(), aabb_host.data_ptr<scalar_t>(), cascades, resolution, t_min,
+        t_max, dt_min, dt_max, dt_gamma, max_samples);
     const scalar_t* jit = jitter.defined() ? jitter.data_ptr<scalar_t>() : nullptr;
     if (n > 0) {
       occupancy_march_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
