@@ -3,9 +3,9 @@
 from .occupancy_grid import OccupancyGrid
 from .ray_bundle import PackedRayBundle, pack_info
 from .raymarcher import OccupancyGridRaymarcher, blend_background
-from .raysampler import OccupancyGridRaysampler, rays_from_xys
+from .raysampler import OccupancyGridRaysampler, ndc_grid_pixels, rays_from_xys
 
 __all__ = [
     "OccupancyGrid", "OccupancyGridRaymarcher", "OccupancyGridRaysampler", "PackedRayBundle",
-    "blend_background", "pack_info", "rays_from_xys",
+    "blend_background", "ndc_grid_pixels", "pack_info", "rays_from_xys",
 ]

@@ -41,6 +41,21 @@ def _ndc_range(image_width: int, image_height: int):
     return range_x - hx, -range_x + hx, range_y - hy, -range_y + hy
 
 
+def ndc_grid_pixels(xys: torch.Tensor, image_width: int, image_height: int):
+    """Inverse of the NDC pixel grid: (row, col) int64 indices (...,) of grid ``xys`` (..., 2).
+
+    The grid is PyTorch3D's (``NDCMultinomialRaysampler``'s and ours): column 0 has the largest
+    x (+X points left), row 0 the largest y (+Y up). Used to fetch the ground-truth pixels of a
+    random-pixel ray batch.
+    """
+    min_x, max_x, min_y, max_y = _ndc_range(image_width, image_height)
+    col = (xys[..., 0] - min_x) / (max_x - min_x) * (image_width - 1)
+    row = (xys[..., 1] - min_y) / (max_y - min_y) * (image_height - 1)
+    col = col.round().long().clamp(0, image_width - 1)
+    row = row.round().long().clamp(0, image_height - 1)
+    return row, col
+
+
 def rays_from_xys(cameras, xys: torch.Tensor, unit_directions: bool = False):
     """PyTorch3D's rays for NDC ``xys`` (B, ..., 2): origins, directions (B, ..., 3).
 
