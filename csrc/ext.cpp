@@ -50,7 +50,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 
   // ---- occupancy_march
   m.def("occupancy_march", &p::occupancy_march, py::arg("rays_o"), py::arg("rays_d"),
-        py::arg("jitter"), py::arg("aabb"), py::arg("bitfield"), py::arg("cascades"),
-        py::arg("resolution"), py::arg("t_min"), py::arg("t_max"), py::arg("dt_min"),
-        py::arg("dt_max"), py::arg("dt_gamma"), py::arg("max_samples"));
+        py::arg("jitter"), py::arg("ray_t_min"), py::arg("aabb"), py::arg("bitfield"),
+        py::arg("cascades"), py::arg("resolution"), py::arg("t_min"), py::arg("t_max"),
+        py::arg("dt_min"), py::arg("dt_max"), py::arg("dt_gamma"), py::arg("max_samples"));
 }

@@ -80,25 +80,24 @@ PT3D_COMPOSITE_BACKENDS(cuda)
 #endif
 
 // ---- occupancy_march: occupancy-guided ray marching (count pass, prefix sum, fill pass).
-// rays_o, rays_d (N, 3); jitter optional (N,) in [0, 1); aabb (6,) base cascade box;
+// rays_o, rays_d (N, 3); jitter optional (N,) in [0, 1); ray_t_min optional (N,) per-ray start
+// depth (resume point; NaN = finished ray); aabb (6,) base cascade box;
 // bitfield uint8 (cascades * res^3 / 8,) -> ray_indices int64 (S,), t_starts, t_ends (S,),
-// packed_info int64 (N, 2) = (start, count). t in the units of rays_d (t / |rays_d| metric).
+// packed_info int64 (N, 2) = (start, count). t in the units of rays_d (t |rays_d| metric).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march(
     const at::Tensor& rays_o, const at::Tensor& rays_d, const c10::optional<at::Tensor>& jitter,
-    const at::Tensor& aabb, const at::Tensor& bitfield, int64_t cascades, int64_t resolution,
-    double t_min, double t_max, double dt_min, double dt_max, double dt_gamma,
-    int64_t max_samples);
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_cpu(
-    const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& jitter,
-    const at::Tensor& aabb, const at::Tensor& bitfield, int64_t cascades, int64_t resolution,
-    double t_min, double t_max, double dt_min, double dt_max, double dt_gamma,
-    int64_t max_samples);
+    const c10::optional<at::Tensor>& ray_t_min, const at::Tensor& aabb,
+    const at::Tensor& bitfield, int64_t cascades, int64_t resolution, double t_min, double t_max,
+    double dt_min, double dt_max, double dt_gamma, int64_t max_samples);
+#define PT3D_OCCUPANCY_MARCH_BACKEND(SUFFIX)                                                    \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_##SUFFIX(         \
+      const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& jitter,           \
+      const at::Tensor& ray_t_min, const at::Tensor& aabb, const at::Tensor& bitfield,        \
+      int64_t cascades, int64_t resolution, double t_min, double t_max, double dt_min,        \
+      double dt_max, double dt_gamma, int64_t max_samples);
+PT3D_OCCUPANCY_MARCH_BACKEND(cpu)
 #ifdef WITH_CUDA
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_cuda(
-    const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& jitter,
-    const at::Tensor& aabb, const at::Tensor& bitfield, int64_t cascades, int64_t resolution,
-    double t_min, double t_max, double dt_min, double dt_max, double dt_gamma,
-    int64_t max_samples);
+PT3D_OCCUPANCY_MARCH_BACKEND(cuda)
 #endif
 
 }  // namespace pt3d_radnerf

@@ -56,6 +56,75 @@ def test_matches_bruteforce_twin(cascades, dt_gamma, jitter, max_samples):
         assert int(got[3][:, 1].max()) == max_samples
 
 
+def _march_in_chunks(o, d, bits, steps, **kw):
+    """Marches every ray a few samples at a time, each call resuming at the last t_end (as the
+    compacted renderer does); returns the chunks concatenated per ray, laid out like one call."""
+    n = o.shape[0]
+    t_next = torch.full((n,), -math.inf, dtype=o.dtype)
+    alive = torch.arange(n)
+    rays, t0s, t1s = [], [], []
+    for it in range(10_000):
+        if alive.numel() == 0:
+            break
+        k = steps[it % len(steps)]
+        ri, t0, t1, info = ops.occupancy_march(
+            o[alive], d[alive], AABB, bits, ray_t_min=t_next[alive], max_samples=k, **kw
+        )
+        rays.append(alive[ri]), t0s.append(t0), t1s.append(t1)
+        start, count = info[:, 0], info[:, 1]
+        got = count > 0
+        t_next[alive[got]] = t1[start[got] + count[got] - 1]
+        alive = alive[count == k]  # fewer than k samples: the ray is exhausted
+    ri = torch.cat(rays)
+    order = torch.sort(ri, stable=True).indices  # chunks in call order -> per ray, t sorted
+    counts = torch.bincount(ri, minlength=n)
+    info = torch.stack([torch.cumsum(counts, 0) - counts, counts], -1)
+    return ri[order], torch.cat(t0s)[order], torch.cat(t1s)[order], info, it
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "cascades,dt_gamma,steps",
+    [(1, 0.0, [1]), (1, 0.0, [3, 1, 8]), (2, 1 / 64, [2, 5]), (3, 1 / 32, [1, 8])],
+)
+def test_resumed_march_equals_single_pass(cascades, dt_gamma, steps, dtype):
+    """The march is memoryless in t: resuming at each ray's last t_end reproduces the single
+    pass bit for bit, with cell skipping, multiple cascades and t-dependent steps."""
+    res = 16
+    o, d = _rays(300, dtype=dtype)
+    bits = _bitfield(cascades, res, p=0.2)
+    kw = dict(cascades=cascades, resolution=res, t_min=0.1, dt_min=2 * math.sqrt(3) / 128,
+              dt_max=0.5, dt_gamma=dt_gamma)
+    single = ops.occupancy_march(o, d, AABB, bits, **kw)
+    *chunked, calls = _march_in_chunks(o, d, bits, steps, **kw)
+    assert single[1].numel() > 1000 and calls > 3
+    assert torch.equal(chunked[3], single[3]) and torch.equal(chunked[0], single[0])
+    assert torch.equal(chunked[1], single[1]) and torch.equal(chunked[2], single[2])
+
+
+def test_ray_t_min_matches_twin_and_bounds_the_start():
+    res, cascades = 16, 2
+    o, d = _rays(400)
+    bits = _bitfield(cascades, res)
+    near, far, hit = reference.near_far_from_aabb(o, d, torch.tensor([-2.0, -1.0, -2.0, 2.0, 1.0, 2.0], dtype=o.dtype))
+    start = near + (far - near) * torch.rand_like(near)  # somewhere inside the outer box
+    start[:10] = -math.inf  # no bound
+    start[10:20] = math.inf  # finished
+    start[20:30] = math.nan  # finished
+    kw = dict(cascades=cascades, resolution=res, t_min=0.1, dt_min=0.03, dt_max=0.2, dt_gamma=1 / 64)
+    got = ops.occupancy_march(o, d, AABB, bits, ray_t_min=start, **kw)
+    want = reference.occupancy_march(o, d, torch.tensor(AABB, dtype=o.dtype), bits, ray_t_min=start, **kw)
+    _assert_same(got, want, atol=1e-9)
+    ri, t0, _, info = got
+    assert t0.numel() > 1000 and int(info[10:30, 1].sum()) == 0
+    assert bool((t0 >= torch.clamp(start[ri], min=0.1)).all())
+    free = ops.occupancy_march(o[:10], d[:10], AABB, bits, **kw)
+    assert torch.equal(free[1], t0[: int(info[:10, 1].sum())])
+    # A ray restarted inside occupied space gets its first sample exactly at the start.
+    first = t0[info[:, 0][info[:, 1] > 0]]
+    assert bool((first == start[info[:, 1] > 0]).any())
+
+
 def test_samples_inside_box_and_occupied_cells():
     res, cascades = 16, 2
     o, d = _rays(300)
@@ -133,6 +202,12 @@ def test_bad_input():
         ops.occupancy_march(o, d, AABB, bits, jitter=torch.zeros(3, dtype=o.dtype), **kw)
     with pytest.raises(ValueError, match="max_samples"):
         ops.occupancy_march(o, d, AABB, bits, max_samples=-2, **kw)
+    with pytest.raises(ValueError, match=r"ray_t_min must have shape \(N,\)"):
+        ops.occupancy_march(o, d, AABB, bits, ray_t_min=torch.zeros(4, 1, dtype=o.dtype), **kw)
+    with pytest.raises(TypeError, match="ray_t_min must have the dtype of rays_o"):
+        ops.occupancy_march(o, d, AABB, bits, ray_t_min=torch.zeros(4), **kw)
+    with pytest.raises(ValueError, match="ray_t_min must be on the device of rays_o"):
+        ops.occupancy_march(o, d, AABB, bits, ray_t_min=torch.zeros(4, dtype=o.dtype, device="meta"), **kw)
 
 
 @requires_cuda
@@ -143,4 +218,8 @@ def test_cuda_matches_cpu():
     jit = torch.rand(5000, dtype=o.dtype)
     cpu = ops.occupancy_march(o, d, AABB, bits, jitter=jit, **kw)
     gpu = ops.occupancy_march(o.cuda(), d.cuda(), AABB, bits.cuda(), jitter=jit.cuda(), **kw)
+    _assert_same(tuple(t.cpu() for t in gpu), cpu, atol=1e-9)
+    start = cpu[2][cpu[3][:, 0].clamp(max=cpu[2].numel() - 1)]  # each ray's first t_end
+    cpu = ops.occupancy_march(o, d, AABB, bits, ray_t_min=start, max_samples=3, **kw)
+    gpu = ops.occupancy_march(o.cuda(), d.cuda(), AABB, bits.cuda(), ray_t_min=start.cuda(), max_samples=3, **kw)
     _assert_same(tuple(t.cpu() for t in gpu), cpu, atol=1e-9)

@@ -5,15 +5,18 @@
 // has index c * res^3 + morton(x, y, z), and its occupancy is bit (index & 7) of byte index >> 3.
 //
 // A ray o + t d (t in the caller's units, d of any length) is clipped to the outermost cascade
-// box and to [t_min, t_max], then marched in metric units along u = d / |d|:
-//   dt(t) = clamp(t * dt_gamma, dt_min, dt_max);  step k covers [t, min(t + dt, far)).
+// box and to [max(t_min, t_start), t_max] (t_start: an optional per-ray resume depth), then
+// stepped with the metric step rule
+//   dt(t) = clamp(t |d| * dt_gamma, dt_min, dt_max);  step k covers [t, min(t + dt / |d|, far)).
+// The lattice t_{k+1} = t_k + dt(t_k) / |d| is kept in the caller's units, so the march is
+// memoryless in t: the returned t_end of a kept sample is the next lattice point bit for bit, and
+// a march restarted there (t_start = t_end, no jitter) continues exactly as the single pass.
 // A step is kept when the cell under its midpoint is occupied. The cell looked up is the one of
 // cascade max(finest cascade containing the midpoint, finest cascade whose cells are at least dt
 // wide) (instant-ngp's rule). An empty answer skips every lattice step whose midpoint lies before
 // that cell's exit (minus a 1e-3-cell margin, so float rounding at the boundary never hides an
 // occupied neighbour) and maps to the same cascade: samples stay on the same t lattice, and the
-// kept set equals the one of a brute-force march over every step.
-// Output t values are divided by |d| again, i.e. they are in the units of PyTorch3D's lengths.
+// kept set equals the one of a brute-force march over every step (so does a resumed march's).
 #pragma once
 
 #include "common/hd.h"
@@ -133,72 +136,75 @@ PT3D_HD CellLookup<T> lookup_cell(const T* x, T dt, const MarchParams<T>& p) {
   return r;
 }
 
-// Metric t at which the ray o + t u leaves the looked-up cell.
+// t (units of d) at which the ray o + t d leaves the looked-up cell.
 template <typename T>
-PT3D_HD T cell_exit(const T* o, const T* u, const CellLookup<T>& cell) {
+PT3D_HD T cell_exit(const T* o, const T* d, const CellLookup<T>& cell) {
   T t_exit = INFINITY;
   for (int i = 0; i < 3; ++i) {
-    if (u[i] == T(0)) continue;
-    const int k = u[i] > T(0) ? cell.cell[i] + 1 : cell.cell[i];
+    if (d[i] == T(0)) continue;
+    const int k = d[i] > T(0) ? cell.cell[i] + 1 : cell.cell[i];
     const T bound = cell.box.lo[i] + static_cast<T>(k) * cell.box.cs[i];
-    t_exit = min_value(t_exit, (bound - o[i]) / u[i]);
+    t_exit = min_value(t_exit, (bound - o[i]) / d[i]);
   }
   return t_exit;
 }
 
+// Metric step length at caller-unit depth t of a ray with |d| = norm.
 template <typename T>
-PT3D_HD T march_step(T t, const MarchParams<T>& p) {
-  return clamp_value(t * p.dt_gamma, p.dt_min, p.dt_max);
+PT3D_HD T metric_step(T t, T norm, const MarchParams<T>& p) {
+  return clamp_value(t * norm * p.dt_gamma, p.dt_min, p.dt_max);
 }
 
-// Marches one ray. With out_start/out_end null it only counts; otherwise it writes the kept
-// samples' [t_start, t_end) (caller units). Returns the number of samples.
+// Marches one ray from max(box entry, t_min, t_start). With out_start/out_end null it only
+// counts; otherwise it writes the kept samples' [t_start, t_end). Returns the number of samples.
+// A NaN t_start marks a finished ray (no samples); pass -INFINITY (or t_min) for "no resume".
 template <typename T>
-PT3D_HD int64_t march_ray(const T* o, const T* d, T jitter, const MarchParams<T>& p,
+PT3D_HD int64_t march_ray(const T* o, const T* d, T jitter, T t_start, const MarchParams<T>& p,
                           T* out_start, T* out_end) {
+  if (t_start != t_start) return 0;
   const CascadeBox<T>& outer = p.boxes[p.cascades - 1];
   const T box[6] = {outer.lo[0], outer.lo[1], outer.lo[2], outer.hi[0], outer.hi[1], outer.hi[2]};
-  const SlabHit<T> hit = ray_aabb_slab(o, d, box, p.t_min);
+  const SlabHit<T> hit = ray_aabb_slab(o, d, box, max_value(p.t_min, t_start));
   if (!hit.hit) return 0;
   const T far = min_value(hit.far, p.t_max);
   if (!(far > hit.near)) return 0;
 
   const T norm = sqrt_value(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
-  const T u[3] = {d[0] / norm, d[1] / norm, d[2] / norm};
-  const T far_m = far * norm;
-  const T near_m = hit.near * norm;
-  T t = near_m + jitter * march_step(near_m, p);
+  T t = hit.near + jitter * metric_step(hit.near, norm, p) / norm;
 
   int64_t count = 0;
-  while (t < far_m && (p.max_samples < 0 || count < p.max_samples)) {
-    const T dt = march_step(t, p);
-    if (!(t + dt > t)) break;  // dt below t's precision (a ray from very far): stop, never spin
-    const T t_end = min_value(t + dt, far_m);
+  while (t < far && (p.max_samples < 0 || count < p.max_samples)) {
+    const T dt_m = metric_step(t, norm, p);
+    // The one lattice update (also used by the skip loop below): t + dt_m / norm.
+    const T t_next = t + dt_m / norm;
+    if (!(t_next > t)) break;  // dt below t's precision (a ray from very far): stop, never spin
+    const T t_end = min_value(t_next, far);
     const T t_mid = (t + t_end) * T(0.5);
-    const T x[3] = {o[0] + t_mid * u[0], o[1] + t_mid * u[1], o[2] + t_mid * u[2]};
-    const CellLookup<T> cell = lookup_cell(x, dt, p);
+    const T x[3] = {o[0] + t_mid * d[0], o[1] + t_mid * d[1], o[2] + t_mid * d[2]};
+    const CellLookup<T> cell = lookup_cell(x, dt_m, p);
     if (cell.occupied) {
       if (out_start != nullptr) {
-        out_start[count] = t / norm;
-        out_end[count] = t_end / norm;
+        out_start[count] = t;
+        out_end[count] = t_end;
       }
       ++count;
-      t = t + dt;
+      t = t_next;
       continue;
     }
     // Empty: jump over every lattice step whose midpoint is still inside this cell and would
     // be decided by the same cascade. Such a step would be rejected too, so skipping never
     // changes the sample set (the brute-force twin in reference.py marches every step).
-    const T exit = cell_exit(o, u, cell) - T(1e-3) * min_cell_size(cell.box);
-    for (;;) {
-      const T t_prev = t;
-      t = t + march_step(t, p);
-      if (!(t < far_m) || !(t > t_prev)) break;
-      const T dt_next = march_step(t, p);
-      const T mid = (t + min_value(t + dt_next, far_m)) * T(0.5);
+    const T exit = cell_exit(o, d, cell) - T(1e-3) * min_cell_size(cell.box) / norm;
+    t = t_next;
+    while (t < far) {
+      const T dt_next = metric_step(t, norm, p);
+      const T t_after = t + dt_next / norm;
+      if (!(t_after > t)) break;
+      const T mid = (t + min_value(t_after, far)) * T(0.5);
       if (!(mid < exit)) break;
-      const T xm[3] = {o[0] + mid * u[0], o[1] + mid * u[1], o[2] + mid * u[2]};
+      const T xm[3] = {o[0] + mid * d[0], o[1] + mid * d[1], o[2] + mid * d[2]};
       if (lookup_cascade(xm, dt_next, p) != cell.cascade) break;
+      t = t_after;
     }
   }
   return count;

@@ -13,9 +13,9 @@ namespace pt3d_radnerf {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_cpu(
     const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& jitter,
-    const at::Tensor& aabb, const at::Tensor& bitfield, int64_t cascades, int64_t resolution,
-    double t_min, double t_max, double dt_min, double dt_max, double dt_gamma,
-    int64_t max_samples) {
+    const at::Tensor& ray_t_min, const at::Tensor& aabb, const at::Tensor& bitfield,
+    int64_t cascades, int64_t resolution, double t_min, double t_max, double dt_min,
+    double dt_max, double dt_gamma, int64_t max_samples) {
   const int64_t n = rays_o.size(0);
   at::Tensor counts = at::empty({n}, rays_o.options().dtype(at::kLong));
   at::Tensor t_starts, t_ends;
@@ -27,11 +27,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_cpu(
     const scalar_t* o = rays_o.data_ptr<scalar_t>();
     const scalar_t* d = rays_d.data_ptr<scalar_t>();
     const scalar_t* jit = jitter.defined() ? jitter.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* t0 = ray_t_min.defined() ? ray_t_min.data_ptr<scalar_t>() : nullptr;
+    const scalar_t no_start = -INFINITY;  // no per-ray start: max(box entry, t_min)
     int64_t* cnt = counts.data_ptr<int64_t>();
     // Pass 1: count.
     parallel_for_each(n, kGrainHeavy, [&](int64_t i) {
-      cnt[i] = march_ray(o + 3 * i, d + 3 * i, jit ? jit[i] : scalar_t(0), p,
-                         static_cast<scalar_t*>(nullptr), static_cast<scalar_t*>(nullptr));
+      cnt[i] = march_ray(o + 3 * i, d + 3 * i, jit ? jit[i] : scalar_t(0),
+                         t0 ? t0[i] : no_start, p, static_cast<scalar_t*>(nullptr),
+                         static_cast<scalar_t*>(nullptr));
     });
     // Exclusive prefix sum -> each ray's first slot; pass 2 re-marches into place.
     const at::Tensor ends = at::cumsum(counts, 0);
@@ -43,7 +46,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_cpu(
     scalar_t* te = t_ends.data_ptr<scalar_t>();
     parallel_for_each(n, kGrainHeavy, [&](int64_t i) {
       const int64_t start = end_ptr[i] - cnt[i];
-      march_ray(o + 3 * i, d + 3 * i, jit ? jit[i] : scalar_t(0), p, ts + start, te + start);
+      march_ray(o + 3 * i, d + 3 * i, jit ? jit[i] : scalar_t(0), t0 ? t0[i] : no_start, p,
+                ts + start, te + start);
     });
   });
   const at::Tensor starts = at::sub(at::cumsum(counts, 0), counts);

@@ -29,17 +29,25 @@ def occupancy_march(
     dt_max: Optional[float] = None,
     dt_gamma: float = 0.0,
     jitter: Optional[torch.Tensor] = None,
+    ray_t_min: Optional[torch.Tensor] = None,
     max_samples: Optional[int] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Marches rays through an occupancy bitfield and returns the kept samples, packed.
 
     Each ray ``o + t d`` is clipped to the outermost cascade box and to ``[t_min, t_max]`` (both
-    in units of ``|d|``), then stepped in metric units along ``d / |d|`` with
-    ``dt = clamp(t * dt_gamma, dt_min, dt_max)``; the first step starts at
-    ``near + jitter * dt(near)``. A step is kept when the cell under its midpoint is occupied;
-    empty cells are skipped to their exit (the kept set equals a march over every step, see
-    ``reference.occupancy_march``). A count pass, an exclusive prefix sum and a fill pass give a
-    deterministic layout: no ray is ever dropped and nothing is preallocated.
+    in units of ``|d|``, i.e. PyTorch3D ``lengths``) and starts at
+    ``near = max(box entry, t_min, ray_t_min[i])``. It is stepped with the metric step
+    ``dt = clamp(t |d| * dt_gamma, dt_min, dt_max)``, i.e. ``t_{k+1} = t_k + dt / |d|``; the first
+    step starts at ``near + jitter * dt(near) / |d|``. A step is kept when the cell under its
+    midpoint is occupied; empty cells are skipped to their exit (the kept set equals a march over
+    every step, see ``reference.occupancy_march``). A count pass, an exclusive prefix sum and a
+    fill pass give a deterministic layout: no ray is ever dropped and nothing is preallocated.
+
+    Resuming: the lattice depends on nothing but ``t`` (it is kept in ``lengths`` units, so a
+    returned ``t_end`` is the next lattice point bit for bit). Marching with
+    ``max_samples=n`` and then again with ``ray_t_min`` = each ray's last ``t_end`` (and no
+    jitter) yields exactly the continuation of a single march: concatenated per ray, the chunks
+    equal the single pass (tested). A ray that got fewer than ``n`` samples is finished.
 
     Args:
         rays_o, rays_d: (N, 3) float32/float64 rays (``d`` of any non-zero length).
@@ -49,6 +57,8 @@ def occupancy_march(
         t_min, t_max: depth range in units of ``|d|`` (PyTorch3D ``lengths`` units).
         dt_min, dt_max, dt_gamma: metric step rule (``dt_max`` defaults to ``dt_min``).
         jitter: optional (N,) offsets in [0, 1) of the first step (stratified training).
+        ray_t_min: optional (N,) per-ray start depth (the resume point), same dtype as the rays;
+            ``-inf`` = no extra bound, ``+inf`` or NaN = finished ray (no samples).
         max_samples: keep at most this many samples per ray (None: unlimited).
 
     Returns:
@@ -65,10 +75,13 @@ def occupancy_march(
         raise ValueError(f"max_samples must be >= 0 or None, got {max_samples}")
     if jitter is not None:
         jitter = jitter.detach().contiguous()
+    if ray_t_min is not None:
+        ray_t_min = ray_t_min.detach().contiguous()
     return load_extension().occupancy_march(
         rays_o.detach().contiguous(),
         rays_d.detach().contiguous(),
         jitter,
+        ray_t_min,
         box,
         bitfield.contiguous(),
         int(cascades),

@@ -227,7 +227,7 @@ def occupancy_cell_index(
 
 def occupancy_march(
     rays_o, rays_d, aabb, bitfield, *, cascades, resolution, t_min=0.0, t_max=float("inf"),
-    dt_min, dt_max=None, dt_gamma=0.0, jitter=None, max_samples=None,
+    dt_min, dt_max=None, dt_gamma=0.0, jitter=None, ray_t_min=None, max_samples=None,
 ):
     """Twin of :func:`pt3d_radnerf.ops.occupancy_march`: steps every ray over its whole
     clipped range (no skipping) and keeps the steps whose midpoint cell is occupied."""
@@ -237,39 +237,42 @@ def occupancy_march(
     outer = torch.cat([lo[-1], hi[-1]])
     near, far, hit = near_far_from_aabb(rays_o, rays_d, outer, t_min)
     far = torch.clamp(far, max=t_max)
+    if ray_t_min is not None:
+        near = torch.maximum(near, ray_t_min)
+        hit = hit & ~torch.isnan(ray_t_min)
     d = rays_d
     norm = torch.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2])
-    u = d / norm[:, None]
-    far_m, near_m = far * norm, near * norm
 
-    def step(t):
-        return torch.clamp(t * dt_gamma, dt_min, dt_max)
+    def step(t, n):  # metric step at depth t (units of |d|) on rays of length n
+        return torch.clamp(t * n * dt_gamma, dt_min, dt_max)
 
-    t = near_m + (0.0 if jitter is None else jitter * step(near_m))
+    # The lattice lives in lengths units (t_{k+1} = t_k + dt / |d|), as in the kernel.
+    t = near + (0.0 if jitter is None else jitter * step(near, norm) / norm)
     bits = ((bitfield[:, None].long() >> torch.arange(8, device=bitfield.device)) & 1).bool()
     bits = bits.reshape(-1)
     limit = float("inf") if max_samples is None else max_samples
     count = torch.zeros_like(near, dtype=torch.long)
-    active = hit & (far > near) & (t < far_m) & (count < limit)
+    active = hit & (far > near) & (t < far) & (count < limit)
     rays, starts, ends = [], [], []
     while bool(active.any()):
         idx = active.nonzero()[:, 0]
-        ti = t[idx]
-        dt = step(ti)
-        stuck = ~(ti + dt > ti)  # dt below t's precision: the kernel stops such rays
+        ti, norm_i = t[idx], norm[idx]
+        dt = step(ti, norm_i)
+        t_next = ti + dt / norm_i
+        stuck = ~(t_next > ti)  # dt below t's precision: the kernel stops such rays
         if bool(stuck.any()):
             active[idx[stuck]] = False
-            idx, ti, dt = idx[~stuck], ti[~stuck], dt[~stuck]
-        te = torch.minimum(ti + dt, far_m[idx])
+            idx, ti, dt, t_next = idx[~stuck], ti[~stuck], dt[~stuck], t_next[~stuck]
+        te = torch.minimum(t_next, far[idx])
         mid = (ti + te) * 0.5
-        x = rays_o[idx] + mid[:, None] * u[idx]
+        x = rays_o[idx] + mid[:, None] * d[idx]
         keep = bits[occupancy_cell_index(x, dt, box, cascades, resolution)]
         rays.append(idx[keep])
-        starts.append(ti[keep] / norm[idx[keep]])
-        ends.append(te[keep] / norm[idx[keep]])
+        starts.append(ti[keep])
+        ends.append(te[keep])
         count[idx[keep]] += 1
-        t[idx] = ti + dt
-        active = active & (t < far_m) & (count < limit)
+        t[idx] = t_next
+        active = active & (t < far) & (count < limit)
     if rays:
         ray_idx = torch.cat(rays)
         order = torch.sort(ray_idx, stable=True).indices  # per step -> per ray, t stays sorted

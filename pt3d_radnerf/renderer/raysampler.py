@@ -19,7 +19,8 @@ Outputs:
     a ray with no occupied space gets it too (stock behaviour; the field says empty there).
 """
 
-from typing import Optional, Union
+from dataclasses import replace
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -231,6 +232,42 @@ class OccupancyGridRaysampler(nn.Module):
         stratified_sampling, patch_size, dt_min, dt_max, dt_gamma, max_samples_per_ray,
         alpha_thre, early_stop_eps. Other kwargs go to ``volumetric_function.density``.
         """
+        rays, grid, march, opt = self._setup(cameras, volumetric_function, mask, kwargs)
+        o = rays.origins.reshape(-1, 3)
+        d = rays.directions.reshape(-1, 3)
+        if self.mode == "dense":
+            lengths = self._dense_lengths(o, d, grid, march, opt)
+            shape = rays.origins.shape[:-1]
+            return RayBundle(rays.origins, rays.directions, lengths.reshape(*shape, -1), rays.xys)
+
+        jitter = torch.rand_like(o[:, 0]) if opt["stratified_sampling"] else None
+        ray_idx, t0, t1, info = ops.occupancy_march(o, d, grid.aabb, grid.bitfield, jitter=jitter, **march)
+        if opt["alpha_thre"] > 0 or opt["early_stop_eps"] > 0:
+            ray_idx, t0, t1, info = self._prune(
+                volumetric_function, o, d, ray_idx, t0, t1, info, opt, kwargs
+            )
+        return replace(rays, ray_indices=ray_idx, t_starts=t0, t_ends=t1, packed_info=info)
+
+    def rays(
+        self, cameras, *, volumetric_function=None, mask: Optional[torch.Tensor] = None, **kwargs
+    ) -> Tuple[PackedRayBundle, OccupancyGrid, Dict[str, float]]:
+        """What :meth:`forward` would march, without marching (for render loops that march
+        incrementally, e.g. :func:`pt3d_radnerf.renderer.render_compacted`).
+
+        Returns:
+            rays: a :class:`PackedRayBundle` with forward's origins, directions, xys and
+                camera_ids and no samples;
+            grid: the occupancy grid;
+            march: keyword arguments of :func:`pt3d_radnerf.ops.occupancy_march` (cascades,
+                resolution, t_min, t_max, dt_min, dt_max, dt_gamma, max_samples), per-call
+                overrides applied.
+        """
+        rays, grid, march, _ = self._setup(cameras, volumetric_function, mask, kwargs)
+        return rays, grid, march
+
+    def _setup(self, cameras, volumetric_function, mask, kwargs):
+        """Resolves per-call options (popped from ``kwargs``), the grid, the rays (as a sample-less
+        PackedRayBundle) and the march arguments."""
         opt = {}
         for key, default in self._defaults.items():
             value = kwargs.pop(key, None)
@@ -255,10 +292,19 @@ class OccupancyGridRaysampler(nn.Module):
         origins, directions = rays_from_xys(cameras, xys.to(cameras.R.dtype), self.unit_directions)
         if not (bool(torch.isfinite(origins).all()) and bool(torch.isfinite(directions).all())):
             raise ValueError("cameras produce non-finite ray origins or directions (NaN/inf in R, T?)")
-        xys = xys.to(origins.dtype)
+        cam = torch.arange(batch, device=device).reshape(batch, *([1] * (origins.dim() - 2)))
+        no_samples = torch.zeros(0, dtype=torch.long, device=device)
+        rays = PackedRayBundle(
+            origins=origins,
+            directions=directions,
+            xys=xys.to(origins.dtype),
+            ray_indices=no_samples,
+            t_starts=origins.new_zeros(0),
+            t_ends=origins.new_zeros(0),
+            packed_info=pack_info(no_samples, origins.numel() // 3),
+            camera_ids=cam.expand(origins.shape[:-1]),
+        )
 
-        o = origins.reshape(-1, 3)
-        d = directions.reshape(-1, 3)
         extent = float((grid.aabb[3:] - grid.aabb[:3]).max())
         dt_min = opt["dt_min"] or grid.step_size
         dt_max = opt["dt_max"]
@@ -274,31 +320,9 @@ class OccupancyGridRaysampler(nn.Module):
             dt_min=dt_min,
             dt_max=dt_max,
             dt_gamma=opt["dt_gamma"],
+            max_samples=opt["max_samples_per_ray"],
         )
-        if self.mode == "dense":
-            lengths = self._dense_lengths(o, d, grid, march, opt)
-            return RayBundle(origins, directions, lengths.reshape(*origins.shape[:-1], -1), xys)
-
-        jitter = torch.rand_like(o[:, 0]) if opt["stratified_sampling"] else None
-        ray_idx, t0, t1, info = ops.occupancy_march(
-            o, d, grid.aabb, grid.bitfield, jitter=jitter,
-            max_samples=opt["max_samples_per_ray"], **march,
-        )
-        if opt["alpha_thre"] > 0 or opt["early_stop_eps"] > 0:
-            ray_idx, t0, t1, info = self._prune(
-                volumetric_function, o, d, ray_idx, t0, t1, info, opt, kwargs
-            )
-        cam = torch.arange(batch, device=device).reshape(batch, *([1] * (origins.dim() - 2)))
-        return PackedRayBundle(
-            origins=origins,
-            directions=directions,
-            xys=xys,
-            ray_indices=ray_idx,
-            t_starts=t0,
-            t_ends=t1,
-            packed_info=info,
-            camera_ids=cam.expand(origins.shape[:-1]),
-        )
+        return rays, grid, march, opt
 
     @torch.no_grad()
     def _dense_lengths(self, o, d, grid, march, opt) -> torch.Tensor:
@@ -318,7 +342,7 @@ class OccupancyGridRaysampler(nn.Module):
         # Occupancy resolved at a quarter of the finest cell: points leave occupied cells by at
         # most 1/8 cell (a step is kept when its midpoint's cell is occupied).
         fine = float((grid.aabb[3:] - grid.aabb[:3]).min()) / grid.resolution / 4
-        march = dict(march, dt_min=fine, dt_max=fine, dt_gamma=0.0)
+        march = dict(march, dt_min=fine, dt_max=fine, dt_gamma=0.0, max_samples=None)
         ray_idx, t0, t1, info = ops.occupancy_march(o, d, grid.aabb, grid.bitfield, **march)
         seg = (t1 - t0).double()
         occ_len = torch.zeros(n, dtype=torch.float64, device=o.device).index_add_(0, ray_idx, seg)

@@ -1,0 +1,253 @@
+"""Inference render helpers: alive-ray compaction, and chunked single-pass rendering.
+
+Both take the pieces of ``ImplicitRenderer(raysampler, raymarcher)`` with a packed
+:class:`OccupancyGridRaysampler` and an :class:`OccupancyGridRaymarcher`, and pass every keyword
+argument to the raysampler, the field and the raymarcher options, as ``ImplicitRenderer`` does.
+They run under ``torch.no_grad()``: inference only (train through ``ImplicitRenderer``).
+
+Relation to the single-pass path. ``ImplicitRenderer`` marches every ray to its end, evaluates
+the field on all samples, then composites front to back (``w_i = a_i T_i``,
+``T_{i+1} = T_i (1 + eps - a_i)``) and stops each ray before its first sample with
+``T_i < t_thresh``. :func:`render_compacted` (torch-ngp's inference loop) keeps per-ray state
+``(t, T, features, opacity, depth)`` and repeats, while rays are alive: march
+``n_step = max(min(N // n_alive, max_steps_per_iter), 1)`` samples of every alive ray from its
+current ``t``, evaluate the field on them, composite them into the state, drop rays that
+stopped (``T < t_thresh``) or ran out of samples. Since the marcher is memoryless in ``t``
+(:func:`pt3d_radnerf.ops.occupancy_march`), the samples are exactly the single pass's, and the
+compositing order, arithmetic and stopping rule are the same; only the samples behind each
+ray's stopping point (but at most ``n_step - 1`` of them) are never evaluated. The images agree
+to float rounding of the field on differently sized batches; a ray whose ``T`` lands within
+rounding of ``t_thresh`` may stop one sample apart, which moves it by at most
+``t_thresh * max|feature|``. That is also the bound between any ``t_thresh`` render and a
+``t_thresh=0`` one.
+"""
+
+from dataclasses import replace
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from .. import ops
+from ..ops.composite import PYTORCH3D_EPS
+from .occupancy_grid import OccupancyGrid
+from .ray_bundle import PackedRayBundle, pack_info
+from .raymarcher import OccupancyGridRaymarcher, blend_background
+from .raysampler import OccupancyGridRaysampler
+
+
+def _field(volumetric_function, bundle: PackedRayBundle, cameras, kwargs):
+    """Evaluates the field on a packed bundle: (S, 1) densities and (S, C) features."""
+    densities, features = volumetric_function(ray_bundle=bundle, cameras=cameras, **kwargs)
+    s = bundle.n_samples
+    if densities.shape != (s, 1) or features.dim() != 2 or features.shape[0] != s:
+        raise ValueError(
+            f"the volumetric function must return densities (S, 1) and features (S, C) for a "
+            f"packed bundle of S = {s} samples, got {tuple(densities.shape)} and "
+            f"{tuple(features.shape)}"
+        )
+    return densities[:, 0], features
+
+
+def _check_packed(raysampler) -> None:
+    if not isinstance(raysampler, OccupancyGridRaysampler) or raysampler.mode != "packed":
+        raise ValueError("the render helpers need an OccupancyGridRaysampler with mode='packed'")
+
+
+def _options(raymarcher: Optional[OccupancyGridRaymarcher], kwargs) -> Dict:
+    """The raymarcher's settings with the per-call overrides its forward() accepts."""
+    rm = OccupancyGridRaymarcher() if raymarcher is None else raymarcher
+    opt = dict(background=rm.background, t_thresh=rm.t_thresh, return_aux=rm.return_aux)
+    for key in opt:
+        if kwargs.get(key) is not None:
+            opt[key] = kwargs[key]
+    return dict(opt, eps=rm.eps, density_mode=rm.density_mode)
+
+
+@torch.no_grad()
+def composite_compacted(
+    volumetric_function,
+    rays: PackedRayBundle,
+    occupancy_grid: OccupancyGrid,
+    march: Dict,
+    *,
+    cameras=None,
+    t_thresh: float = 1e-4,
+    eps: float = PYTORCH3D_EPS,
+    density_mode: str = "alpha",
+    max_steps_per_iter: int = 8,
+    field_kwargs: Optional[Dict] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, int]]:
+    """Marches, evaluates and composites ``rays`` incrementally, compacting the alive set.
+
+    Args:
+        volumetric_function: called as ``f(ray_bundle=PackedRayBundle, cameras=cameras,
+            **field_kwargs)`` on the alive rays' next samples; returns densities (S, 1) (alphas, or
+            sigmas with ``density_mode="sigma"``) and features (S, C). The bundle keeps all
+            rays (origins, directions, xys, camera_ids of ``rays``) and indexes them with
+            ``ray_indices``, so per-camera inputs (audio, frame_index) work unchanged.
+        rays: the rays (R = prod(batch) of them); their samples, if any, are ignored.
+        occupancy_grid, march: the grid and :func:`pt3d_radnerf.ops.occupancy_march`'s keyword
+            arguments (``OccupancyGridRaysampler.rays`` returns both); ``max_samples`` caps the
+            samples per ray as in the single pass.
+        t_thresh, eps, density_mode: compositing, as in :class:`OccupancyGridRaymarcher`.
+        max_steps_per_iter: most samples per alive ray and iteration (torch-ngp's 8). Since
+            ``n_alive * n_step <= R``, no field call sees more samples than there are rays.
+
+    Returns:
+        features (R, C), opacity (R,), depth (R,) (``sum w t``, ``lengths`` units) and stats
+        ``{"samples": field evaluations, "iterations": loop iterations}``.
+    """
+    if density_mode not in ("alpha", "sigma"):
+        raise ValueError(f"density_mode must be 'alpha' or 'sigma', got {density_mode!r}")
+    if max_steps_per_iter < 1:
+        raise ValueError(f"max_steps_per_iter must be >= 1, got {max_steps_per_iter}")
+    field_kwargs = {} if field_kwargs is None else field_kwargs
+    march = dict(march)
+    cap = march.pop("max_samples", None)
+    o = rays.origins.reshape(-1, 3)
+    d = rays.directions.reshape(-1, 3)
+    n = o.shape[0]
+    alive = torch.arange(n, device=o.device)
+    t_next = torch.full((n,), -float("inf"), dtype=o.dtype, device=o.device)  # resume depths
+    used = 0  # samples so far of every alive ray (survivors always got all n_step asked for)
+    state = None  # (trans, features, opacity, depth), allocated once the dtype is known
+    stats = {"samples": 0, "iterations": 0}
+    # The first pass always runs (an empty image still learns the feature size from the field).
+    while state is None or (alive.numel() > 0 and (cap is None or used < cap)):
+        n_step = max(min(n // max(alive.numel(), 1), max_steps_per_iter), 1)
+        if cap is not None:
+            n_step = min(n_step, cap - used)
+        ri, t0, t1, info = ops.occupancy_march(
+            o[alive], d[alive], occupancy_grid.aabb, occupancy_grid.bitfield,
+            ray_t_min=t_next[alive], max_samples=n_step, **march,
+        )
+        stats["iterations"] += 1
+        start, count = info[:, 0], info[:, 1]
+        if state is None or t0.numel() > 0:  # the first call also reports the feature size
+            rid = alive[ri]
+            bundle = replace(rays, ray_indices=rid, t_starts=t0, t_ends=t1, packed_info=pack_info(rid, n))
+            values, feats = _field(volumetric_function, bundle, cameras, field_kwargs)
+            stats["samples"] += t0.numel()
+            if state is None:
+                dtype = torch.promote_types(values.dtype, feats.dtype)
+                dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+                state = (torch.ones(n, dtype=dtype, device=o.device),
+                         torch.zeros(n, feats.shape[1], dtype=dtype, device=o.device),
+                         torch.zeros(n, dtype=dtype, device=o.device),
+                         torch.zeros(n, dtype=dtype, device=o.device))
+            _composite_step(state, alive, start, count, values, feats, bundle, t_thresh, eps, density_mode)
+            got = count > 0
+            t_next[alive[got]] = t1[start[got] + count[got] - 1]
+        used += n_step
+        # Alive: not out of samples (got all it asked for) and not terminated.
+        keep = count == n_step
+        if t_thresh > 0:
+            keep &= state[0][alive] >= t_thresh
+        alive = alive[keep]
+    _, feats, opacity, depth = state
+    return feats, opacity, depth, stats
+
+
+def _composite_step(state, alive, start, count, values, feats, bundle, t_thresh, eps, density_mode):
+    """Front-to-back compositing of each alive ray's new samples onto its state, one sample
+    slot at a time, with composite.h's arithmetic and stopping rule."""
+    trans_all, feat_all, opac_all, depth_all = state
+    dtype = trans_all.dtype
+    values, feats = values.to(dtype), feats.to(dtype)
+    if density_mode == "sigma":
+        decay = torch.exp(-values * bundle.deltas().to(dtype))
+        alpha, factor = 1.0 - decay, decay + eps
+    else:
+        alpha, factor = values, 1.0 + eps - values
+    ts = bundle.t_mids().to(dtype)
+    trans, acc_f, acc_o, acc_d = trans_all[alive], feat_all[alive], opac_all[alive], depth_all[alive]
+    last = max(values.shape[0] - 1, 0)
+    for k in range(int(count.max()) if count.numel() else 0):
+        run = count > k
+        if t_thresh > 0:
+            run &= trans >= t_thresh
+        s = (start + k).clamp(max=last)
+        w = torch.where(run, alpha[s] * trans, torch.zeros_like(trans))
+        acc_f = acc_f + w[:, None] * feats[s]
+        acc_o = acc_o + w
+        acc_d = acc_d + w * ts[s]
+        trans = torch.where(run, trans * factor[s], trans)
+    trans_all[alive], feat_all[alive], opac_all[alive], depth_all[alive] = trans, acc_f, acc_o, acc_d
+
+
+@torch.no_grad()
+def render_compacted(
+    cameras,
+    volumetric_function,
+    raysampler: OccupancyGridRaysampler,
+    raymarcher: Optional[OccupancyGridRaymarcher] = None,
+    *,
+    max_steps_per_iter: int = 8,
+    **kwargs,
+):
+    """Inference fast path for ``ImplicitRenderer(raysampler, raymarcher)`` (see module doc).
+
+    Args:
+        cameras: PyTorch3D cameras (batch B).
+        volumetric_function: the field, as for :func:`composite_compacted` (e.g.
+            :class:`pt3d_radnerf.models.AudioRadianceField`; ``audio=``, ``frame_index=``,
+            ``eye=`` go in ``kwargs``).
+        raysampler: a packed :class:`OccupancyGridRaysampler`: pixels, rays, grid, step rule.
+            Stratified sampling and sigma pruning are ignored (the march has no jitter).
+        raymarcher: background, t_thresh, eps, density_mode, return_aux (default
+            ``OccupancyGridRaymarcher()``); ``background=``, ``t_thresh=``, ``return_aux=`` may
+            be given per call, as to the raymarcher.
+        max_steps_per_iter: torch-ngp's cap of samples per alive ray and iteration.
+
+    Returns:
+        images (*batch, C + 1) = ``cat(features (+ background), opacity)``, the layout of
+        ``OccupancyGridRaymarcher``; with return_aux, ``(images, aux)`` where aux has ``depth``
+        and ``opacity`` (*batch) and the ints ``samples`` and ``iterations``.
+    """
+    _check_packed(raysampler)
+    opt = _options(raymarcher, kwargs)
+    rays, grid, march = raysampler.rays(cameras, volumetric_function=volumetric_function, **kwargs)
+    feats, opacity, depth, stats = composite_compacted(
+        volumetric_function, rays, grid, march, cameras=cameras, t_thresh=opt["t_thresh"],
+        eps=opt["eps"], density_mode=opt["density_mode"], max_steps_per_iter=max_steps_per_iter,
+        field_kwargs=kwargs,
+    )
+    shape = rays.batch_shape
+    feats, opacity, depth = feats.view(*shape, -1), opacity.view(shape), depth.view(shape)
+    images = torch.cat([blend_background(feats, opacity, opt["background"]), opacity[..., None]], -1)
+    if opt["return_aux"]:
+        return images, dict(depth=depth, opacity=opacity, **stats)
+    return images
+
+
+@torch.no_grad()
+def render_chunked(
+    cameras,
+    volumetric_function,
+    raysampler: OccupancyGridRaysampler,
+    raymarcher: Optional[OccupancyGridRaymarcher] = None,
+    *,
+    chunk: int = 1 << 16,
+    **kwargs,
+):
+    """``ImplicitRenderer(raysampler, raymarcher)`` without compaction, evaluating the field on
+    at most ``chunk`` samples at a time: the single-pass image with bounded field memory.
+
+    Same arguments and return value as the raymarcher inside ``ImplicitRenderer`` (images, or
+    ``(images, aux)`` with return_aux); ``raysampler`` must be a packed OccupancyGridRaysampler.
+    """
+    _check_packed(raysampler)
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    raymarcher = OccupancyGridRaymarcher() if raymarcher is None else raymarcher
+    bundle = raysampler(cameras=cameras, volumetric_function=volumetric_function, **kwargs)
+    densities, features = [], []
+    for s in range(0, max(bundle.n_samples, 1), chunk):  # at least one call: reports C
+        ri = bundle.ray_indices[s : s + chunk]
+        part = replace(bundle, ray_indices=ri, t_starts=bundle.t_starts[s : s + chunk],
+                       t_ends=bundle.t_ends[s : s + chunk], packed_info=pack_info(ri, bundle.n_rays))
+        values, feats = _field(volumetric_function, part, cameras, kwargs)
+        densities.append(values[:, None])
+        features.append(feats)
+    return raymarcher(rays_densities=torch.cat(densities), rays_features=torch.cat(features),
+                      ray_bundle=bundle, **kwargs)
