@@ -9,8 +9,9 @@ PY := $(VENV)/bin/python
 setup:
 	VENV=$(VENV) bash scripts/setup.sh
 
+# --resume: an interrupted `make run` continues where it stopped; a finished one re-renders.
 run: setup
-	$(PY) $(if $(wildcard examples/fit_talking_head.py),examples/fit_talking_head.py,examples/smoke_render.py)
+	$(PY) examples/fit_talking_head.py --resume
 
 test: setup
 	$(PY) -m pytest -q tests

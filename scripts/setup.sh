@@ -39,6 +39,13 @@ if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDA_HOME=/usr/local/cuda
 fi
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
+# Without a visible GPU the CUDA kernels cannot run here: build CPU-only (about 1 min instead of
+# many minutes for five GPU architectures) unless FORCE_CUDA=1 (CI) or TORCH_CUDA_ARCH_LIST asks.
+if [ "${FORCE_CUDA:-0}" != "1" ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ] \
+   && ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  export PT3D_RADNERF_NO_CUDA=${PT3D_RADNERF_NO_CUDA:-1}
+  echo "[setup] no GPU visible: CPU-only build (FORCE_CUDA=1 also compiles the CUDA kernels)"
+fi
 mkdir -p build
 echo "[setup] building pt3d_radnerf._C (log: build/build.log)"
 start=$(date +%s)

@@ -41,7 +41,7 @@ from .metrics import psnr
 class FitConfig:
     """Training hyper-parameters (defaults: the 10-minute CPU run on the synthetic head)."""
 
-    iters: int = 2000
+    iters: int = 1000
     cameras_per_step: int = 4
     rays_per_camera: int = 1024
     face_ray_weight: float = 4.0
@@ -60,7 +60,7 @@ class FitConfig:
     occupancy_update_every: int = 16
     unseen_cameras: int = 8
     checkpoint_every: int = 250
-    validate_every: int = 500
+    validate_every: int = 250
     validate_frames: int = 4
     seed: int = 0
 
@@ -266,7 +266,7 @@ class TalkingHeadTrainer:
             self._mark_unseen()
         end = cfg.iters if stop_at is None else min(stop_at, cfg.iters)
         bar = tqdm(total=cfg.iters, initial=self.progress.step, disable=not progress, unit="step",
-                   desc="fit", dynamic_ncols=True)
+                   desc="fit", dynamic_ncols=True, mininterval=0.5)
         t0, smooth = time.perf_counter(), None
         while self.progress.step < end:
             step = self.progress.step
