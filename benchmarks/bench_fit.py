@@ -185,7 +185,7 @@ def main():
         [f"render ms/frame ({val.width}x{val.height})", f"{ours_ms:.0f}", f"{stock_ms:.0f}", f"{stock_ms / ours_ms:.1f}x"],
     ]
     table = markdown_table(["", "ours", "stock PyTorch3D", "ours vs stock"], rows)
-    table += (f"\n\n{machine_line("cpu")}; batch {cfg.cameras_per_step} x {cfg.rays_per_camera} rays; stock: "
+    table += (f"\n\n{machine_line('cpu')}; batch {cfg.cameras_per_step} x {cfg.rays_per_camera} rays; stock: "
               f"{args.stock_pts} points/ray, 4 x 128 MLP on 10 harmonics + audio code; validation on "
               f"{len(picks)} held-out frames every {args.check_every} steps (not timed).")
     print(table)

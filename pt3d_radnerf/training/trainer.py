@@ -213,7 +213,8 @@ class TalkingHeadTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return {"step": step, "loss": float(loss.detach()), "psnr": -10.0 * math.log10(max(float(mse.detach()), 1e-10)),
+        batch_psnr = -10.0 * math.log10(max(float(mse.detach()), 1e-10))
+        return {"step": step, "loss": float(loss.detach()), "psnr": batch_psnr,
                 "samples_per_ray": bundle.n_samples / max(bundle.n_rays, 1)}
 
     # ---- rendering -----------------------------------------------------------------------------------
