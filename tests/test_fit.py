@@ -156,3 +156,12 @@ def test_cli_writes_every_output(tiny_root, tmp_path):
     assert render.returncode == 0, render.stderr[-3000:]
     again_metrics = json.loads((ws2 / "metrics.json").read_text())
     assert again_metrics["psnr"] == pytest.approx(metrics["psnr"], abs=1e-6)
+
+
+def test_new_audio_of_other_width_is_refused():
+    from pt3d_radnerf.training.trainer import ModelSpec, check_audio_compatible
+
+    spec = ModelSpec(audio_window=16, audio_width=80, num_frames=4, grid_resolution=16, image_size=[32, 32])
+    check_audio_compatible(spec, torch.zeros(5, 16, 80), "logmel audio")
+    with pytest.raises(ValueError, match="16 x 29 .* 16 x 80"):
+        check_audio_compatible(spec, torch.zeros(5, 16, 29), "deepspeech audio")

@@ -18,7 +18,7 @@ from ..audio import attention_windows, logmel_windows_from_file, load_feature_fi
 from ..audio.io import write_wav
 from ..data import TalkingHeadDataset
 from .metrics import pearson, psnr, region_psnr, ssim
-from .trainer import TalkingHeadTrainer, write_json
+from .trainer import TalkingHeadTrainer, check_audio_compatible, write_json
 from .video import write_video
 
 FPS = 25.0
@@ -160,10 +160,7 @@ def write_outputs(trainer: TalkingHeadTrainer, val_set: TalkingHeadDataset, work
     if audio_path is None:
         audio_path = synthetic_new_speech(os.path.join(workspace, "new_speech.wav"))
     features = load_audio_features(audio_path)
-    from .trainer import check_audio_compatible
-
-    probe = type("AudioOnly", (), {"audio_features": features})
-    check_audio_compatible(trainer.spec, probe, f"audio {audio_path}")
+    check_audio_compatible(trainer.spec, features, f"audio {audio_path}")
     frames = render_with_audio(trainer, val_set, features, progress)
     sound = audio_path if not audio_path.endswith(".npy") else None
     outputs["new_audio"] = write_video(frames, os.path.join(workspace, "new_audio.mp4"), FPS, sound)

@@ -114,7 +114,7 @@ class TalkingHeadTrainer:
         self.workspace = workspace
         torch.manual_seed(config.seed)
         self.spec = spec or ModelSpec.for_dataset(train_set, config)
-        check_audio_compatible(self.spec, train_set, "training data")
+        check_audio_compatible(self.spec, train_set.audio_features, "training data")
         self.field = self.spec.build().to(self.device)
         h, w = train_set.height, train_set.width
         self.raysampler = OccupancyGridRaysampler(image_width=w, image_height=h, mode="packed",
@@ -291,9 +291,9 @@ class TalkingHeadTrainer:
         return self.progress.history
 
 
-def check_audio_compatible(spec: ModelSpec, data: TalkingHeadDataset, what: str) -> None:
-    """Clear error when a dataset's audio features do not fit a model's audio width."""
-    _, window, width = data.audio_features.shape
+def check_audio_compatible(spec: ModelSpec, features: torch.Tensor, what: str) -> None:
+    """Clear error when audio features (N, W, C) do not fit a model's audio window and width."""
+    _, window, width = features.shape
     if (window, width) != (spec["audio_window"], spec["audio_width"]):
         raise ValueError(
             f"{what} has audio windows of {window} x {width} features, but the model was built for "
