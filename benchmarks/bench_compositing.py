@@ -9,7 +9,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine_line, markdown_table, parser, time_call, write_readme_section  # noqa: E402
+from common import markdown_table, parser, publish, time_call  # noqa: E402
 
 from pytorch3d.renderer import EmissionAbsorptionRaymarcher  # noqa: E402
 
@@ -41,11 +41,9 @@ def main():
         rows.append([f"{n_rays} x {p}", f"{t_ours * 1e3:.1f} ms", f"{t_ea * 1e3:.1f} ms", f"{t_twin * 1e3:.1f} ms",
                      f"{t_ea / t_ours:.1f}x", f"{t_twin / t_ours:.1f}x"])
         print(" | ".join(rows[-1]), flush=True)
-    table = machine_line(args.device) + "\n\nforward + backward, float32, no early termination\n\n" + markdown_table(
+    table = "forward + backward, float32, no early termination\n\n" + markdown_table(
         ["rays x samples", "ours", "EmissionAbsorptionRaymarcher", "pure-PyTorch twin", "vs EA", "vs twin"], rows)
-    print(table)
-    if args.write_readme:
-        write_readme_section(f"compositing-{args.device}", table)
+    publish("compositing", args.device, table, args.write_readme)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import fmt_rate, machine_line, markdown_table, parser, time_call, write_readme_section  # noqa: E402
+from common import fmt_rate, markdown_table, parser, publish, time_call  # noqa: E402
 
 from pt3d_radnerf.models import HashGridEncoder  # noqa: E402
 from pt3d_radnerf.ops import reference  # noqa: E402
@@ -49,11 +49,9 @@ def main():
         rows.append([name, f"{fmt_rate(args.points / tk)} pts/s",
                      f"{fmt_rate(args.points / tr)} pts/s", f"{tr / tk:.1f}x"])
         print(" | ".join(rows[-1]), flush=True)
-    table = machine_line(args.device) + "\n\n" + markdown_table(
+    table = markdown_table(
         ["grid encoder (2^18 points)", "kernel", "pure-PyTorch twin", "speed-up"], rows)
-    print(table)
-    if args.write_readme:
-        write_readme_section(f"encoders-{args.device}", table)
+    publish("encoders", args.device, table, args.write_readme)
 
 
 if __name__ == "__main__":

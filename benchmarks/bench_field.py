@@ -19,7 +19,7 @@ from typing import Dict
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import fmt_rate, machine_line, markdown_table, parser, time_call, write_readme_section  # noqa: E402
+from common import fmt_rate, markdown_table, parser, publish, time_call  # noqa: E402
 
 from pt3d_radnerf.models import AudioRadianceField  # noqa: E402
 from pt3d_radnerf.models.radiance_field import RADNERF_AABB  # noqa: E402
@@ -127,7 +127,7 @@ def main():
             print(" | ".join(rows[-1]), flush=True)
     m = macs(field)
     per_sample = m["mlp_per_sample"] + m["grid_per_sample"]
-    table = machine_line(args.device) + "\n\n" + markdown_table(
+    table = markdown_table(
         ["samples (4 cameras)", "pass", "field", "field, pure-PyTorch grid twin", "speed-up"], rows)
     table += "\n\n" + markdown_table(["multiply-adds", "count"], [
         ["MLPs per sample (ambient, sigma, colour), fvcore", f"{m['mlp_per_sample']:,}"],
@@ -141,9 +141,7 @@ def main():
               "count, so the grid encoders are counted by hand as levels x 2^D corners x channels "
               "interpolation multiply-adds (16 x 8 x 2 + 16 x 4 x 2; index hashing and corner weights "
               "not included).")
-    print(table)
-    if args.write_readme:
-        write_readme_section(f"field-{args.device}", table)
+    publish("field", args.device, table, args.write_readme)
 
 
 if __name__ == "__main__":

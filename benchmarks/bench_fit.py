@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pytorch3d.renderer import (EmissionAbsorptionRaymarcher, HarmonicEmbedding, ImplicitRenderer,
                                 MonteCarloRaysampler, NDCMultinomialRaysampler)
 
-from common import fmt_rate, machine_line, markdown_table, write_readme_section
+from common import fmt_rate, markdown_table, publish
 from pt3d_radnerf.audio import attention_windows
 from pt3d_radnerf.data import TalkingHeadDataset
 from pt3d_radnerf.data.synthetic import ensure_synthetic
@@ -185,12 +185,10 @@ def main():
         [f"render ms/frame ({val.width}x{val.height})", f"{ours_ms:.0f}", f"{stock_ms:.0f}", f"{stock_ms / ours_ms:.1f}x"],
     ]
     table = markdown_table(["", "ours", "stock PyTorch3D", "ours vs stock"], rows)
-    table += (f"\n\n{machine_line('cpu')}; batch {cfg.cameras_per_step} x {cfg.rays_per_camera} rays; stock: "
+    table += (f"\n\nBatch {cfg.cameras_per_step} x {cfg.rays_per_camera} rays; stock: "
               f"{args.stock_pts} points/ray, 4 x 128 MLP on 10 harmonics + audio code; validation on "
               f"{len(picks)} held-out frames every {args.check_every} steps (not timed).")
-    print(table)
-    if args.write_readme:
-        write_readme_section("fit-cpu", table)
+    publish("fit", "cpu", table, args.write_readme)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch
 from pytorch3d.renderer import FoVPerspectiveCameras, ImplicitRenderer, look_at_view_transform
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine_line, markdown_table, parser, sync, write_readme_section  # noqa: E402
+from common import markdown_table, parser, publish, sync  # noqa: E402
 
 from pt3d_radnerf.models import AudioRadianceField  # noqa: E402
 from pt3d_radnerf.models.radiance_field import RADNERF_AABB  # noqa: E402
@@ -103,13 +103,11 @@ def main():
                      f"{t_compact * 1e3:.0f} ms ({t_single / t_compact:.1f}x)", f"{err:.1e}"])
         print(" | ".join(rows[-2]), "\n", " | ".join(rows[-1]), flush=True)
     occ = grid.occupancy_fraction
-    table = machine_line(dev) + (
-        f"\n\n{args.size}x{args.size} rays, blob occupying {occ:.1%} of the 128^3 grid, step "
+    table = (
+        f"{args.size}x{args.size} rays, blob occupying {occ:.1%} of the 128^3 grid, step "
         f"{grid.step_size:.4f}, t_thresh 1e-4, best of 3\n\n"
     ) + markdown_table(["field", "path", "samples evaluated", "wall time", "max abs image diff"], rows)
-    print(table)
-    if args.write_readme:
-        write_readme_section(f"render-{dev}", table)
+    publish("render", dev, table, args.write_readme)
 
 
 if __name__ == "__main__":

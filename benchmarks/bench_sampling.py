@@ -15,7 +15,7 @@ import torch
 from pytorch3d.renderer import FoVPerspectiveCameras, MonteCarloRaysampler, look_at_view_transform
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import fmt_rate, machine_line, markdown_table, parser, time_call, write_readme_section  # noqa: E402
+from common import fmt_rate, markdown_table, parser, publish, time_call  # noqa: E402
 
 from pt3d_radnerf.renderer import OccupancyGrid, OccupancyGridRaysampler  # noqa: E402
 
@@ -55,13 +55,11 @@ def main():
         ["ours vs stock", f"{t_stock / t_ours:.2f}x rays/s", "",
          f"{spr_stock / max(spr_ours, 1e-9):.1f}x fewer samples to evaluate", ""],
     ]
-    table = machine_line(dev) + (
-        f"\n\n{n_total} rays (4 cameras), ball occupying {grid.occupancy_fraction:.1%} of the "
+    table = (
+        f"{n_total} rays (4 cameras), ball occupying {grid.occupancy_fraction:.1%} of the "
         f"128^3 grid, step {dt:.4f}\n\n"
     ) + markdown_table(["sampler", "rays/s", "samples/s", "samples/ray", "occupied samples/ray"], rows)
-    print(table)
-    if args.write_readme:
-        write_readme_section(f"sampling-{dev}", table)
+    publish("sampling", dev, table, args.write_readme)
 
 
 if __name__ == "__main__":

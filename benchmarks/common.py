@@ -82,6 +82,16 @@ def write_readme_section(name: str, text: str, readme: str = README) -> None:
     print(f"wrote table '{name}' into {readme}")
 
 
+def publish(name: str, device: str, body: str, write_readme: bool) -> str:
+    """Prints ``body`` under the machine line and, if asked, writes it as README table
+    ``NAME-DEVICE``; returns the printed text."""
+    table = machine_line(device) + "\n\n" + body
+    print(table)
+    if write_readme:
+        write_readme_section(f"{name}-{device}", table)
+    return table
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -132,6 +132,7 @@ class TalkingHeadTrainer:
                                                progress=self.progress)
         self.background = train_set.background.to(self.device)
         self._face_weights = self._pixel_weights(train_set)
+        self._lower_face_rects = torch.tensor(train_set.lower_face_rects, device=self.device)  # (N, 4)
         self._configure_grid()
 
     # ---- setup ----------------------------------------------------------------------------------
@@ -204,7 +205,7 @@ class TalkingHeadTrainer:
         # the lower face: audio may only move the mouth region.
         amb = self.field.last_aux["ambient"].abs().sum(-1) * aux["weights"].detach()
         amb_ray = torch.zeros(bundle.n_rays, device=self.device).index_add_(0, bundle.ray_indices, amb)
-        rects = torch.tensor([self.data.lower_face_rects[int(i)] for i in idx], device=self.device)
+        rects = self._lower_face_rects[idx.to(self.device)]
         inside = ((cols >= rects[:, 0:1]) & (cols < rects[:, 1:2]) & (rows >= rects[:, 2:3])
                   & (rows < rects[:, 3:4]))
         loss = loss + cfg.ambient_weight * ramp(step, cfg.ambient_ramp_iters) * ambient_loss(
