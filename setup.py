@@ -63,7 +63,10 @@ def _nvidia_wheel_includes():
 def _extension():
     sources = sorted(glob.glob(os.path.join(CSRC, "**", "*.cpp"), recursive=True))
     define_macros = []
-    cxx_flags = ["-O3", "-g0", "-std=c++17"]
+    # -fopenmp: at::parallel_for is header code that runs `#pragma omp parallel` in *our*
+    # translation units; without the flag every CPU kernel silently runs on one thread.
+    # libgomp.so.1 resolves to the copy torch already loaded (same soname).
+    cxx_flags = ["-O3", "-g0", "-std=c++17", "-fopenmp"]
     extra = {"cxx": cxx_flags}
     if _use_cuda():
         sources += sorted(glob.glob(os.path.join(CSRC, "**", "*.cu"), recursive=True))
@@ -90,6 +93,7 @@ def _extension():
         include_dirs=[os.path.join(ROOT, CSRC)] + _nvidia_wheel_includes(),
         define_macros=define_macros,
         extra_compile_args=extra,
+        extra_link_args=["-fopenmp"],
     )
 
 

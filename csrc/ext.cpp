@@ -1,5 +1,10 @@
 // The one Python module of the package: pt3d_radnerf._C.
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
 
 #include "ops.h"
 
@@ -13,12 +18,24 @@ bool with_cuda() {
 #endif
 }
 
+// Distinct threads at::parallel_for runs `tasks` one-element tasks on. at::parallel_for is
+// header code compiled into this extension: without -fopenmp it silently runs serially (1).
+int64_t parallel_for_threads(int64_t tasks) {
+  std::vector<int> used(static_cast<size_t>(std::max(at::get_num_threads(), 1)), 0);
+  at::parallel_for(0, tasks, 1, [&](int64_t, int64_t) {
+    used[static_cast<size_t>(at::get_thread_num()) % used.size()] = 1;
+  });
+  return std::accumulate(used.begin(), used.end(), int64_t(0));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   namespace p = pt3d_radnerf;
   m.doc() = "pt3d_radnerf C++/CUDA kernels (see pt3d_radnerf.ops for the Python API)";
   m.def("with_cuda", &with_cuda, "True when the extension was compiled with CUDA kernels");
+  m.def("parallel_for_threads", &parallel_for_threads, py::arg("tasks"),
+        "Threads at::parallel_for used for `tasks` tasks (1 when built without OpenMP)");
 
   m.def("near_far_from_aabb", &p::near_far_from_aabb, py::arg("rays_o"), py::arg("rays_d"),
         py::arg("aabb"), py::arg("min_near"));

@@ -15,6 +15,17 @@ def test_extension_loads():
     assert isinstance(pt3d_radnerf.cuda_compiled(), bool)
 
 
+def test_cpu_kernels_run_multithreaded():
+    # The CPU kernels parallelise with at::parallel_for, which only spreads work over threads
+    # when the extension itself is compiled with OpenMP (setup.py's -fopenmp).
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert pt3d_radnerf._C.parallel_for_threads(64) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_unsupported_device_is_named():
     # 'meta' tensors stand in for any device the kernels do not run on.
     o = torch.empty(4, 3, device="meta")

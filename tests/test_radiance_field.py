@@ -85,3 +85,33 @@ def test_trunc_exp_clamps_its_gradient():
     torch.testing.assert_close(y, torch.exp(x.detach()))
     y.sum().backward()
     torch.testing.assert_close(x.grad, torch.exp(torch.tensor([0.0, 10.0, 15.0], dtype=torch.float64)))
+
+
+def test_ambient_split_first_layer_matches_concatenation(field):
+    # _ambient applies the audio half of ambient_net's first layer once per camera; the
+    # reference is RAD-NeRF's formula on the concatenated per-point input.
+    torch.manual_seed(1)
+    enc_x = torch.randn(40, field.encoder.output_dim)
+    per_camera = torch.randn(3, field.dim_aud)
+    cam = torch.randint(0, 3, (40,))
+    with torch.no_grad():
+        reference = torch.tanh(field.ambient_net(torch.cat([enc_x, per_camera[cam]], -1)))
+        torch.testing.assert_close(field._ambient(enc_x, per_camera, cam), reference, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(field._ambient(enc_x, per_camera[cam], None), reference, rtol=1e-5, atol=1e-6)
+        shared = torch.tanh(field.ambient_net(torch.cat([enc_x, per_camera[:1].expand(40, -1)], -1)))
+        torch.testing.assert_close(field._ambient(enc_x, per_camera[:1], cam), shared, rtol=1e-5, atol=1e-6)
+
+
+def test_precomputed_audio_code_equals_audio(field):
+    raysampler = OccupancyGridRaysampler(image_width=16, image_height=16, n_rays_per_image=48,
+                                         min_depth=1.0, max_depth=5.0)
+    torch.manual_seed(2)
+    bundle = raysampler(cameras=cameras(), volumetric_function=field)
+    audio = torch.randn(2, 8, 16, 29)
+    kwargs = dict(frame_index=torch.tensor([3, 7]), eye=torch.tensor([0.2, 0.3]))
+    with torch.no_grad():
+        a_alpha, a_rgb = field(bundle, audio=audio, **kwargs)
+        c_alpha, c_rgb = field(bundle, audio_code=field.encode_audio(audio), **kwargs)
+    assert torch.equal(a_alpha, c_alpha) and torch.equal(a_rgb, c_rgb)
+    with pytest.raises(ValueError, match=r"audio_code must have shape \(B, 64\)"):
+        field(bundle, audio_code=torch.zeros(2, 63), **kwargs)

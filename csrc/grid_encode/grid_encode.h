@@ -50,20 +50,35 @@ struct GridCell {
   T dw[D];
 };
 
+// Input x[D] -> unit coordinates u[D] = (x + bound) / (2 bound); false (u unspecified) when a
+// coordinate lies outside [0, 1] or is NaN. The same for every level, so loops over levels of
+// one point compute it once.
 template <typename T, int D>
-PT3D_HD bool grid_cell(const T* x, const GridLevels& g, int level, GridCell<T, D>& c) {
-  const T scale = static_cast<T>(g.scale[level]);
+PT3D_HD bool grid_unit(const T* x, const GridLevels& g, T* u) {
   const T inv_extent = static_cast<T>(g.inv_extent);
   const T bound = static_cast<T>(g.bound);
+PT3D_GRID_UNROLL
+  for (int d = 0; d < D; ++d) {
+    u[d] = (x[d] + bound) * inv_extent;
+    if (!(u[d] >= T(0) && u[d] <= T(1))) return false;  // also rejects NaN
+  }
+  return true;
+}
+
+// The cell of unit coordinates u (from grid_unit) at one level.
+template <typename T, int D>
+PT3D_HD void grid_cell_of_unit(const T* u, const GridLevels& g, int level, GridCell<T, D>& c) {
+  const T scale = static_cast<T>(g.scale[level]);
+  const T inv_extent = static_cast<T>(g.inv_extent);
   const T shift = g.align_corners ? T(0) : T(0.5);
 PT3D_GRID_UNROLL
   for (int d = 0; d < D; ++d) {
-    const T u = (x[d] + bound) * inv_extent;
-    if (!(u >= T(0) && u <= T(1))) return false;  // also rejects NaN
-    const T p = u * scale + shift;
-    const T f = floor_value(p);
-    const T t = p - f;
-    c.cell[d] = static_cast<uint32_t>(f);
+    const T p = u[d] * scale + shift;
+    // p >= 0 (u in [0, 1], scale >= 0, shift >= 0) and p < 2^32 (scale < 1e7 is checked on
+    // the host), so truncation is floor, without a libm call on CPUs lacking SSE4.1 round.
+    const uint32_t cell = static_cast<uint32_t>(p);
+    const T t = p - static_cast<T>(cell);
+    c.cell[d] = cell;
     if (g.smoothstep) {
       c.w[d] = t * t * (T(3) - T(2) * t);
       c.dw[d] = T(6) * t * (T(1) - t) * scale * inv_extent;
@@ -72,6 +87,13 @@ PT3D_GRID_UNROLL
       c.dw[d] = scale * inv_extent;
     }
   }
+}
+
+template <typename T, int D>
+PT3D_HD bool grid_cell(const T* x, const GridLevels& g, int level, GridCell<T, D>& c) {
+  T u[D];
+  if (!grid_unit<T, D>(x, g, u)) return false;
+  grid_cell_of_unit<T, D>(u, g, level, c);
   return true;
 }
 
@@ -103,21 +125,38 @@ PT3D_GRID_UNROLL
   return w;
 }
 
-// Features of one point at one level: out[C] (zeros outside the bound).
+// Features of one point at one level from its unit coordinates (grid_unit returned true):
+// out[C] = sum over the 2^D cell corners of weight * table row.
 template <typename T, typename E, int D, int C>
-PT3D_HD void grid_forward_level(const T* x, const E* emb, const GridLevels& g, int level,
-                                T* out) {
-PT3D_GRID_UNROLL
-  for (int c = 0; c < C; ++c) out[c] = T(0);
+PT3D_HD void grid_forward_level_unit(const T* u, const E* emb, const GridLevels& g, int level,
+                                     T* out) {
   GridCell<T, D> cell;
-  if (!grid_cell<T, D>(x, g, level, cell)) return;
+  grid_cell_of_unit<T, D>(u, g, level, cell);
+  T acc[C];
+PT3D_GRID_UNROLL
+  for (int c = 0; c < C; ++c) acc[c] = T(0);
   const E* table = emb + static_cast<int64_t>(g.offset[level]) * C;
 PT3D_GRID_UNROLL
   for (uint32_t bits = 0; bits < (1u << D); ++bits) {
     const T w = grid_corner_weight<T, D>(cell, bits);
     const E* row = table + static_cast<int64_t>(grid_corner_row<D>(g, level, cell.cell, bits)) * C;
 PT3D_GRID_UNROLL
-    for (int c = 0; c < C; ++c) out[c] += w * static_cast<T>(row[c]);
+    for (int c = 0; c < C; ++c) acc[c] += w * static_cast<T>(row[c]);
+  }
+PT3D_GRID_UNROLL
+  for (int c = 0; c < C; ++c) out[c] = acc[c];
+}
+
+// Features of one point at one level: out[C] (zeros outside the bound).
+template <typename T, typename E, int D, int C>
+PT3D_HD void grid_forward_level(const T* x, const E* emb, const GridLevels& g, int level,
+                                T* out) {
+  T u[D];
+  if (grid_unit<T, D>(x, g, u)) {
+    grid_forward_level_unit<T, E, D, C>(u, emb, g, level, out);
+  } else {
+PT3D_GRID_UNROLL
+    for (int c = 0; c < C; ++c) out[c] = T(0);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <vector>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
@@ -17,7 +18,8 @@
 namespace pt3d_radnerf {
 namespace {
 
-constexpr int64_t kPointChunk = 1024;  // points per task; levels loop inside, table stays hot
+constexpr int64_t kPointChunk = 1024;    // smallest task of the point-parallel loops
+constexpr int64_t kForwardChunk = 4096;  // points per level-major sweep of the forward
 
 template <typename T, int C>
 struct AddRowCpu {
@@ -44,10 +46,25 @@ at::Tensor grid_encode_cpu(const at::Tensor& inputs, const at::Tensor& embedding
       constexpr int D = decltype(d_)::value;
       constexpr int C = decltype(c_)::value;
       at::parallel_for(0, n, kPointChunk, [&](int64_t begin, int64_t end) {
-        for (int64_t l = 0; l < L; ++l) {
-          for (int64_t i = begin; i < end; ++i) {
-            grid_forward_level<scalar_t, scalar_t, D, C>(x + i * D, emb, g, static_cast<int>(l),
-                                                         y + (i * L + l) * C);
+        std::vector<scalar_t> unit(static_cast<size_t>(std::min(kForwardChunk, end - begin) * D));
+        std::vector<uint8_t> inside(static_cast<size_t>(std::min(kForwardChunk, end - begin)));
+        for (int64_t first = begin; first < end; first += kForwardChunk) {
+          const int64_t last = std::min(end, first + kForwardChunk);
+          for (int64_t i = first; i < last; ++i) {
+            inside[i - first] = grid_unit<scalar_t, D>(x + i * D, g, unit.data() + (i - first) * D);
+          }
+          // Level-major within the chunk: one level's table slice stays in cache for all of
+          // the chunk's points.
+          for (int64_t l = 0; l < L; ++l) {
+            for (int64_t i = first; i < last; ++i) {
+              scalar_t* dst = y + (i * L + l) * C;
+              if (inside[i - first]) {
+                grid_forward_level_unit<scalar_t, scalar_t, D, C>(
+                    unit.data() + (i - first) * D, emb, g, static_cast<int>(l), dst);
+              } else {
+                for (int c = 0; c < C; ++c) dst[c] = scalar_t(0);
+              }
+            }
           }
         }
       });

@@ -142,18 +142,33 @@ class AudioRadianceField(nn.Module):
         return self.audio_att_net(codes)
 
     # ---- the field ---------------------------------------------------------------------------------
-    def _geometry(self, points, enc_a, eye):
+    def _ambient(self, enc_x: torch.Tensor, enc_a: torch.Tensor, cam: Optional[torch.Tensor]) -> torch.Tensor:
+        """tanh(ambient_net([enc_x, enc_a])) (N, 2), with the audio half of the first layer applied
+        to each distinct code once: enc_a is (N, dim_aud) per point, (1, dim_aud) shared, or
+        (B, dim_aud) per camera with ``cam`` (N,) picking each point's row. Saves the (N, 96)
+        concatenation and two thirds of the first layer's multiply-adds."""
+        first = self.ambient_net[0]
+        dx = enc_x.shape[-1]
+        h = torch.nn.functional.linear(enc_x, first.weight[:, :dx], first.bias)
+        a = torch.nn.functional.linear(enc_a, first.weight[:, dx:])
+        h = h + (a[cam] if cam is not None and a.shape[0] > 1 else a)
+        for layer in self.ambient_net[1:]:
+            h = layer(h)
+        return torch.tanh(h)
+
+    def _geometry(self, points, enc_a, eye, cam=None):
         enc_x = self.encoder(points)
-        ambient = torch.tanh(self.ambient_net(torch.cat([enc_x, enc_a], -1)))
+        ambient = self._ambient(enc_x, enc_a, cam)
         enc_w = self.encoder_ambient(ambient)
         h = self.sigma_net(torch.cat([enc_x, enc_w, eye], -1))
         return trunc_exp(h[:, 0]), h[:, 1:], ambient
 
     def query(self, points: torch.Tensor, dirs: torch.Tensor, enc_a: torch.Tensor, code: torch.Tensor,
-              eye: torch.Tensor):
-        """Per point: points (N, 3), unit dirs (N, 3), enc_a (N, dim_aud), code (N, ind_dim),
-        eye (N, 1) -> sigma (N,), rgb (N, 3), ambient (N, 2)."""
-        sigma, geo, ambient = self._geometry(points, enc_a, eye)
+              eye: torch.Tensor, cam: Optional[torch.Tensor] = None):
+        """Per point: points (N, 3), unit dirs (N, 3), enc_a (N, dim_aud) (or (B, dim_aud) per
+        camera with cam (N,) indices, or (1, dim_aud) for all), code (N, ind_dim), eye (N, 1)
+        -> sigma (N,), rgb (N, 3), ambient (N, 2)."""
+        sigma, geo, ambient = self._geometry(points, enc_a, eye, cam)
         rgb = torch.sigmoid(self.color_net(torch.cat([self.encoder_dir(dirs), geo, code], -1)))
         return sigma, rgb, ambient
 
@@ -164,7 +179,7 @@ class AudioRadianceField(nn.Module):
             enc_a = self.encode_audio(audio)[0]
         n = points.shape[0]
         eye_t = torch.full((n, 1), self.default_eye if eye is None else float(eye), device=points.device)
-        return self._geometry(points, enc_a.reshape(1, -1).expand(n, -1), eye_t)[0]
+        return self._geometry(points, enc_a.reshape(1, -1), eye_t)[0]
 
     def _per_camera(self, values, batch, name, default, dtype):
         if values is None:
@@ -177,13 +192,15 @@ class AudioRadianceField(nn.Module):
         return t
 
     def forward(self, ray_bundle, cameras=None, audio: Optional[torch.Tensor] = None,
-                frame_index=None, eye=None, **kwargs):
+                frame_index=None, eye=None, audio_code: Optional[torch.Tensor] = None, **kwargs):
         """PyTorch3D implicit function: returns (opacities, rgb).
 
         Dense RayBundle (B, ..., P): opacities (B, ..., P, 1), rgb (B, ..., P, 3).
         PackedRayBundle: (S, 1) and (S, 3). ``audio`` (B, 8, W, C) per camera (None = silence),
         ``frame_index`` (B,) latent-code index per camera (None = code 0, as at inference),
-        ``eye`` (B,) eye-area values (None = default_eye).
+        ``eye`` (B,) eye-area values (None = default_eye). ``audio_code`` (B, dim_aud): a
+        precomputed ``encode_audio(audio)`` used instead of ``audio``, for render loops that
+        call the field many times per frame.
         """
         packed = isinstance(ray_bundle, PackedRayBundle)
         batch = ray_bundle.origins.shape[0] if ray_bundle.origins.dim() > 1 else 1
@@ -191,7 +208,12 @@ class AudioRadianceField(nn.Module):
         if ((frame < 0) | (frame >= self.num_frames)).any():
             raise ValueError(f"frame_index must lie in [0, {self.num_frames}), got {frame.tolist()}")
         eye_v = self._per_camera(eye, batch, "eye", self.default_eye, torch.float32)
-        enc_a = self.encode_audio(audio, batch)
+        if audio_code is not None:
+            if audio_code.dim() != 2 or audio_code.shape[1] != self.dim_aud:
+                raise ValueError(f"audio_code must have shape (B, {self.dim_aud}), got {tuple(audio_code.shape)}")
+            enc_a = audio_code.to(self.individual_codes.device)
+        else:
+            enc_a = self.encode_audio(audio, batch)
         if enc_a.shape[0] == 1 and batch > 1:
             enc_a = enc_a.expand(batch, -1)
         if enc_a.shape[0] != batch:
@@ -218,7 +240,7 @@ class AudioRadianceField(nn.Module):
             else:
                 d = torch.full_like(lengths, 1e10)
             deltas = (d * ray_bundle.directions.norm(dim=-1, keepdim=True)).reshape(-1)
-        sigma, rgb, ambient = self.query(points, dirs, enc_a[cam], self.individual_codes[frame][cam], eye_v[cam, None])
+        sigma, rgb, ambient = self.query(points, dirs, enc_a, self.individual_codes[frame][cam], eye_v[cam, None], cam)
         alpha = 1.0 - torch.exp(-sigma * deltas)
         self.last_aux = {"sigma": sigma.view(lead_shape), "ambient": ambient.view(*lead_shape, 2)}
         return alpha.view(*lead_shape, 1), rgb.view(*lead_shape, 3)

@@ -57,6 +57,7 @@ class FitConfig:
     grid_resolution: int = 64
     occupancy_warmup: int = 128
     occupancy_decay: float = 0.8
+    density_thresh: float = 10.0
     occupancy_update_every: int = 16
     unseen_cameras: int = 8
     checkpoint_every: int = 250
@@ -164,6 +165,10 @@ class TalkingHeadTrainer:
         # (instant-ngp's 0.95 needs ~35, a third of a 2k-step run).
         grid.decay = self.config.occupancy_decay
         grid.update_every = self.config.occupancy_update_every
+        # RAD-NeRF's density_thresh 10: a cell is occupied above min(mean sigma, 10). Against the
+        # near-zero default this prunes the translucent shell a 16-sample budget otherwise
+        # learns, so the head becomes a surface and rays terminate after a few samples.
+        grid.threshold = self.config.density_thresh
 
     def _mark_unseen(self) -> None:
         """Cells no training camera sees stay empty (a subset of cameras: the head moves little)."""
@@ -231,7 +236,7 @@ class TalkingHeadTrainer:
         eye = float(data.eye_areas[index]) if eye is None else eye
         images = render_compacted(
             data.cameras([pose], self.device), self.field, self.raysampler, self.raymarcher,
-            audio=audio, frame_index=torch.zeros(1, dtype=torch.long, device=self.device),
+            audio_code=self.field.encode_audio(audio), frame_index=torch.zeros(1, dtype=torch.long, device=self.device),
             eye=torch.tensor([eye], device=self.device), background=data.background.to(self.device)[None],
         )
         return images[0, ..., :3].clamp(0.0, 1.0)
