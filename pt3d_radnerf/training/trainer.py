@@ -166,8 +166,8 @@ class TalkingHeadTrainer:
         grid.decay = self.config.occupancy_decay
         grid.update_every = self.config.occupancy_update_every
         # RAD-NeRF's density_thresh 10: a cell is occupied above min(mean sigma, 10). Against the
-        # near-zero default this prunes the translucent shell a 16-sample budget otherwise
-        # learns, so the head becomes a surface and rays terminate after a few samples.
+        # grid's near-zero default this also prunes low-density cells around the head, so
+        # training and rendering evaluate fewer samples (README: bench_fit).
         grid.threshold = self.config.density_thresh
 
     def _mark_unseen(self) -> None:
