@@ -10,9 +10,16 @@
 namespace pt3d_radnerf {
 namespace {
 
+// A ray's (start, count) must lie inside the S samples; checked on the device instead of with
+// a host-synchronising reduction (a failure is a device-side assert, as in PyTorch's indexing).
+__device__ __forceinline__ void assert_ray_in_range(const int64_t* info, int64_t r, int64_t S) {
+  const int64_t start = info[2 * r], count = info[2 * r + 1];
+  CUDA_KERNEL_ASSERT(start >= 0 && count >= 0 && start + count <= S);
+}
+
 // One thread per ray: each ray is a sequential front-to-back loop (deterministic, no atomics).
 template <typename scalar_t>
-__global__ void composite_forward_kernel(int64_t R, int64_t C, const scalar_t* __restrict__ v,
+__global__ void composite_forward_kernel(int64_t R, int64_t S, int64_t C, const scalar_t* __restrict__ v,
                                          const scalar_t* __restrict__ d,
                                          const scalar_t* __restrict__ f,
                                          const scalar_t* __restrict__ t,
@@ -20,13 +27,14 @@ __global__ void composite_forward_kernel(int64_t R, int64_t C, const scalar_t* _
                                          scalar_t t_thresh, scalar_t eps, scalar_t* of,
                                          scalar_t* oo, scalar_t* od, scalar_t* w) {
   PT3D_CUDA_KERNEL_LOOP(r, R) {
+    assert_ray_in_range(info, r, S);
     composite_ray_forward<scalar_t>(v, d, f, t, info[2 * r], info[2 * r + 1], C, sigma_mode,
                                     t_thresh, eps, of + r * C, oo + r, od + r, w);
   }
 }
 
 template <typename scalar_t>
-__global__ void composite_backward_kernel(int64_t R, int64_t C, const scalar_t* __restrict__ gf,
+__global__ void composite_backward_kernel(int64_t R, int64_t S, int64_t C, const scalar_t* __restrict__ gf,
                                           const scalar_t* __restrict__ go,
                                           const scalar_t* __restrict__ gd,
                                           const scalar_t* __restrict__ v,
@@ -37,6 +45,7 @@ __global__ void composite_backward_kernel(int64_t R, int64_t C, const scalar_t* 
                                           scalar_t t_thresh, scalar_t eps, scalar_t* gv,
                                           scalar_t* gdl, scalar_t* gfi) {
   PT3D_CUDA_KERNEL_LOOP(r, R) {
+    assert_ray_in_range(info, r, S);
     composite_ray_backward<scalar_t>(gf + r * C, go[r], gd[r], v, d, f, t, info[2 * r],
                                      info[2 * r + 1], C, sigma_mode, t_thresh, eps, gv, gdl, gfi);
   }
@@ -58,7 +67,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> composite_forward_cud
   AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "composite_forward_cuda", [&] {
     composite_forward_kernel<scalar_t><<<blocks_for(R), kThreadsPerBlock, 0,
                                          at::cuda::getCurrentCUDAStream()>>>(
-        R, C, values.data_ptr<scalar_t>(), sigma_mode ? deltas.data_ptr<scalar_t>() : nullptr,
+        R, values.size(0), C, values.data_ptr<scalar_t>(), sigma_mode ? deltas.data_ptr<scalar_t>() : nullptr,
         features.data_ptr<scalar_t>(), ts.data_ptr<scalar_t>(), packed_info.data_ptr<int64_t>(),
         sigma_mode, static_cast<scalar_t>(t_thresh), static_cast<scalar_t>(eps),
         out_feat.data_ptr<scalar_t>(), opacity.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(),
@@ -82,7 +91,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_backward_cuda(
   AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "composite_backward_cuda", [&] {
     composite_backward_kernel<scalar_t><<<blocks_for(R), kThreadsPerBlock, 0,
                                           at::cuda::getCurrentCUDAStream()>>>(
-        R, C, grad_features.data_ptr<scalar_t>(), grad_opacity.data_ptr<scalar_t>(),
+        R, values.size(0), C, grad_features.data_ptr<scalar_t>(), grad_opacity.data_ptr<scalar_t>(),
         grad_depth.data_ptr<scalar_t>(), values.data_ptr<scalar_t>(),
         sigma_mode ? deltas.data_ptr<scalar_t>() : nullptr, features.data_ptr<scalar_t>(),
         ts.data_ptr<scalar_t>(), packed_info.data_ptr<int64_t>(), sigma_mode,
