@@ -211,7 +211,7 @@ class AudioRadianceField(nn.Module):
         if audio_code is not None:
             if audio_code.dim() != 2 or audio_code.shape[1] != self.dim_aud:
                 raise ValueError(f"audio_code must have shape (B, {self.dim_aud}), got {tuple(audio_code.shape)}")
-            enc_a = audio_code.to(self.individual_codes.device)
+            enc_a = audio_code.to(device=self.individual_codes.device, dtype=torch.float32)
         else:
             enc_a = self.encode_audio(audio, batch)
         if enc_a.shape[0] == 1 and batch > 1:
