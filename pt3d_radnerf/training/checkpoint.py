@@ -9,7 +9,7 @@ containers are stored (no pickled objects).
 
 import os
 import tempfile
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from fvcore.common.checkpoint import Checkpointer
@@ -38,11 +38,16 @@ class AtomicCheckpointer(Checkpointer):
         model, save_dir, **checkpointables: as fvcore's Checkpointer.
         keep: number of most recent ``model_*.pth`` files kept (older ones are deleted after a
             successful save).
+        check: optional ``check(path, data)`` run on every file read, before anything is
+            loaded from it (raise to refuse the checkpoint).
     """
 
-    def __init__(self, model, save_dir: str, keep: int = 2, **checkpointables: Any) -> None:
+    def __init__(self, model, save_dir: str, keep: int = 2,
+                 check: Optional[Callable[[str, Dict[str, Any]], None]] = None,
+                 **checkpointables: Any) -> None:
         super().__init__(model, save_dir, **checkpointables)
         self.keep = int(keep)
+        self.check = check
 
     def save(self, name: str, **kwargs: Any) -> None:
         data: Dict[str, Any] = {"model": self.model.state_dict()}
@@ -67,9 +72,12 @@ class AtomicCheckpointer(Checkpointer):
 
     def _load_file(self, f: str) -> Dict[str, Any]:
         try:
-            return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
+            data = torch.load(f, map_location=torch.device("cpu"), weights_only=True)
         except Exception as err:
             raise ValueError(f"cannot read checkpoint {f}: {err}") from err
+        if self.check is not None:
+            self.check(f, data)
+        return data
 
 
 class RNGState:

@@ -129,8 +129,8 @@ class TalkingHeadTrainer:
             group["initial_lr"] = group["lr"]
         self.progress = _Progress()
         self.checkpointer = AtomicCheckpointer(self.field, os.path.join(workspace, "checkpoints"),
-                                               optimizer=self.optimizer, rng=RNGState(),
-                                               progress=self.progress)
+                                               check=self._check_spec, optimizer=self.optimizer,
+                                               rng=RNGState(), progress=self.progress)
         self.background = train_set.background.to(self.device)
         self._face_weights = self._pixel_weights(train_set)
         self._lower_face_rects = torch.tensor(train_set.lower_face_rects, device=self.device)  # (N, 4)
@@ -257,12 +257,14 @@ class TalkingHeadTrainer:
         """Loads the workspace's last checkpoint (model, optimizer, RNG, step); False if none."""
         if not self.checkpointer.has_checkpoint():
             return False
-        path = self.checkpointer.get_checkpoint_file()
-        spec = self.checkpointer._load_file(path).get("spec")
+        self.checkpointer.load(self.checkpointer.get_checkpoint_file())  # spec: _check_spec
+        return True
+
+    def _check_spec(self, path: str, data: Dict) -> None:
+        """Refuses a checkpoint made for another model spec (run on every checkpoint read)."""
+        spec = data.get("spec")
         if spec is not None and dict(spec) != dict(self.spec):
             raise ValueError(f"checkpoint {path} was made for model {spec}, not {dict(self.spec)}")
-        self.checkpointer.load(path)
-        return True
 
     def fit(self, resume: bool = False, progress: bool = True, stop_at: Optional[int] = None) -> List[Dict[str, float]]:
         """Runs (or continues) training to ``config.iters`` steps (or ``stop_at``) and returns the
