@@ -4,7 +4,7 @@
 #include <ATen/ops/zeros_like.h>
 
 #include "common/cuda_utils.cuh"
-#include "composite/composite.h"
+#include "composite/composite_math.h"
 #include "ops.h"
 
 namespace pt3d_radnerf {

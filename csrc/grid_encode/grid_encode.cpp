@@ -1,5 +1,5 @@
 // grid_encode: input validation, per-level layout (host) and CPU/CUDA dispatch.
-#include "grid_encode/grid_encode.h"
+#include "grid_encode/grid_encode_math.h"
 
 #include <cmath>
 

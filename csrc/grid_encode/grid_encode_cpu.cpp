@@ -12,7 +12,7 @@
 #include <ATen/ops/zeros_like.h>
 
 #include "common/cpu_utils.h"
-#include "grid_encode/grid_encode.h"
+#include "grid_encode/grid_encode_math.h"
 #include "ops.h"
 
 namespace pt3d_radnerf {

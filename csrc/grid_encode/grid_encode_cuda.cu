@@ -15,7 +15,7 @@
 #include <c10/util/Half.h>
 
 #include "common/cuda_utils.cuh"
-#include "grid_encode/grid_encode.h"
+#include "grid_encode/grid_encode_math.h"
 #include "ops.h"
 
 namespace pt3d_radnerf {

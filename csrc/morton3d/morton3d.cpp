@@ -2,7 +2,7 @@
 #include <ATen/ATen.h>
 
 #include "common/checks.h"
-#include "morton3d/morton3d.h"
+#include "morton3d/morton3d_math.h"
 #include "ops.h"
 
 namespace pt3d_radnerf {

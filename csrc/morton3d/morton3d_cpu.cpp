@@ -1,7 +1,7 @@
 #include <ATen/ops/empty.h>
 
 #include "common/cpu_utils.h"
-#include "morton3d/morton3d.h"
+#include "morton3d/morton3d_math.h"
 #include "ops.h"
 
 namespace pt3d_radnerf {

@@ -2,7 +2,7 @@
 #include <ATen/ops/empty.h>
 
 #include "common/cpu_utils.h"
-#include "near_far_from_aabb/near_far_from_aabb.h"
+#include "near_far_from_aabb/near_far_from_aabb_math.h"
 #include "ops.h"
 
 namespace pt3d_radnerf {

@@ -6,7 +6,7 @@
 #include <ATen/ops/sub.h>
 
 #include "common/cpu_utils.h"
-#include "occupancy_march/occupancy_march.h"
+#include "occupancy_march/occupancy_march_math.h"
 #include "ops.h"
 
 namespace pt3d_radnerf {

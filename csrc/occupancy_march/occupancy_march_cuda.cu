@@ -7,7 +7,7 @@
 #include <ATen/ops/sub.h>
 
 #include "common/cuda_utils.cuh"
-#include "occupancy_march/occupancy_march.h"
+#include "occupancy_march/occupancy_march_math.h"
 #include "ops.h"
 
 namespace pt3d_radnerf {

@@ -3,7 +3,7 @@
 
 #include "common/cuda_utils.cuh"
 #include "ops.h"
-#include "packbits/packbits.h"
+#include "packbits/packbits_math.h"
 
 namespace pt3d_radnerf {
 namespace {

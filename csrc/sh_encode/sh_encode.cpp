@@ -1,5 +1,5 @@
 // sh_encode: input validation, normalisation table and CPU/CUDA dispatch.
-#include "sh_encode/sh_encode.h"
+#include "sh_encode/sh_encode_math.h"
 
 #include <cmath>
 

@@ -1,6 +1,6 @@
 """Emission-absorption compositing of packed or dense samples (one autograd Function).
 
-Math and gradient derivation: csrc/composite/composite.h. Deterministic: one sequential loop per
+Math and gradient derivation: csrc/composite/composite_math.h. Deterministic: one sequential loop per
 ray on CPU and CUDA, no atomics.
 """
 

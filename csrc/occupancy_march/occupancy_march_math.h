@@ -20,8 +20,8 @@
 #pragma once
 
 #include "common/hd.h"
-#include "morton3d/morton3d.h"
-#include "near_far_from_aabb/near_far_from_aabb.h"
+#include "morton3d/morton3d_math.h"
+#include "near_far_from_aabb/near_far_from_aabb_math.h"
 
 namespace pt3d_radnerf {
 
