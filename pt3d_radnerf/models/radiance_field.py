@@ -209,10 +209,7 @@ class AudioRadianceField(nn.Module):
         if not isinstance(audio_code, torch.Tensor) or audio_code.dim() != 2 or audio_code.shape[1] != self.dim_aud:
             shape = tuple(audio_code.shape) if isinstance(audio_code, torch.Tensor) else type(audio_code).__name__
             raise ValueError(f"audio_code must have shape (B, {self.dim_aud}), got {shape}")
-        audio_code = audio_code.to(device=self.individual_codes.device, dtype=torch.float32)
-        if not bool(torch.isfinite(audio_code).all()):
-            raise ValueError("audio_code contains NaN or Inf values")
-        return audio_code
+        return audio_code.to(device=self.individual_codes.device, dtype=torch.float32)
 
     def _per_camera(self, values, batch: int, name: str, default, dtype) -> torch.Tensor:
         """(batch,) values: ``default`` when None, a scalar broadcast, or one value per camera."""
@@ -223,9 +220,23 @@ class AudioRadianceField(nn.Module):
             t = t.expand(batch)
         if t.numel() != batch:
             raise ValueError(f"{name} needs one value per camera ({batch}), got {t.numel()}")
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains NaN or Inf values: {t.tolist()}")
         return t
+
+    @staticmethod
+    def _refuse(checks) -> None:
+        """Raises ValueError(message) for the first (flag, message) whose 0-d bool flag is set
+        (message: a str, or a callable giving it). The flags are read together: one host sync per
+        field call (render loops call the field often)."""
+        flags = torch.stack([flag.reshape(()) for flag, _ in checks]).tolist()
+        for flag, (_, message) in zip(flags, checks):
+            if flag:
+                raise ValueError(message() if callable(message) else message)
+
+    @staticmethod
+    def _value_checks(audio_code: torch.Tensor, eye: torch.Tensor) -> List[Tuple[torch.Tensor, str]]:
+        """(flag, message) checks of the per-camera conditioning values, for :meth:`_refuse`."""
+        return [(~torch.isfinite(eye).all(), "eye contains NaN or Inf values"),
+                (~torch.isfinite(audio_code).all(), "audio_code contains NaN or Inf values")]
 
     def _conditioning(self, batch: int, audio_code: Optional[torch.Tensor], eye) -> Tuple[torch.Tensor, torch.Tensor]:
         """Per-camera audio codes (batch, dim_aud) (silence when None) and eye values (batch,)."""
@@ -297,14 +308,16 @@ class AudioRadianceField(nn.Module):
         audio_code, eye_v = self._conditioning(batch, audio_code, eye)
         n = points.shape[0]
         if batch == 1:
+            self._refuse(self._value_checks(audio_code, eye_v))
             return self._geometry(points, audio_code, eye_v[:, None].expand(n, 1))[0]
         if not isinstance(camera_index, torch.Tensor) or camera_index.shape != (n,) or camera_index.is_floating_point():
             got = tuple(camera_index.shape) if isinstance(camera_index, torch.Tensor) else camera_index
             raise ValueError(f"camera_index must be an integer tensor of shape ({n},) when audio/eye are "
                              f"given for {batch} cameras, got {got}")
         camera_index = camera_index.to(device=points.device, dtype=torch.long)
-        if n and bool(((camera_index < 0) | (camera_index >= batch)).any()):
-            raise ValueError(f"camera_index must lie in [0, {batch}) (the audio/eye cameras)")
+        self._refuse(self._value_checks(audio_code, eye_v) + [
+            (((camera_index < 0) | (camera_index >= batch)).any(),
+             f"camera_index must lie in [0, {batch}) (the audio/eye cameras)")])
         eye_n = F.embedding(camera_index, eye_v[:, None])
         return self._geometry(points, audio_code, eye_n, camera_index)[0]
 
@@ -341,9 +354,10 @@ class AudioRadianceField(nn.Module):
         camera_index = sample_camera_index(ray_bundle).reshape(-1)
         batch = self._camera_count(ray_bundle, cameras)
         frame = self._per_camera(frame_index, batch, "frame_index", 0, torch.long)
-        if bool(((frame < 0) | (frame >= self.num_frames)).any()):
-            raise ValueError(f"frame_index must lie in [0, {self.num_frames}), got {frame.tolist()}")
         audio_code, eye_v = self._conditioning(batch, self._audio_code(audio, audio_code), eye)
+        self._refuse([(((frame < 0) | (frame >= self.num_frames)).any(),
+                       lambda: f"frame_index must lie in [0, {self.num_frames}), got {frame.tolist()}")]
+                     + self._value_checks(audio_code, eye_v))
         code = F.embedding(frame.index_select(0, camera_index), self.individual_codes)
         sigma, rgb, ambient = self.query(samples.points.reshape(-1, 3), samples.directions.reshape(-1, 3), audio_code,
                                          code, F.embedding(camera_index, eye_v[:, None]), camera_index)
