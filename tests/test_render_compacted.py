@@ -5,6 +5,7 @@ import torch
 from pytorch3d.renderer import FoVPerspectiveCameras, ImplicitRenderer, look_at_view_transform
 
 from pt3d_radnerf.models import AudioRadianceField
+from pt3d_radnerf.models.radiance_field import RADNERF_AABB
 from pt3d_radnerf.renderer import (OccupancyGrid, OccupancyGridRaymarcher, OccupancyGridRaysampler,
                                    render_chunked, render_compacted)
 
@@ -161,10 +162,12 @@ def test_rays_that_miss_and_bad_input():
 
 def test_audio_radiance_field_matches_single_pass():
     torch.manual_seed(0)
-    field = AudioRadianceField(audio_type=(16, 8), num_frames=2, grid_resolution=16, log2_hashmap_size=12)
+    field = AudioRadianceField(audio_type=(16, 8), num_frames=2, log2_hashmap_size=12)
     with torch.no_grad():
         field.sigma_net[-1].weight[0] *= 100.0  # a dense untrained field, so rays terminate
-    sampler = OccupancyGridRaysampler(image_width=12, image_height=10, min_depth=1.0, max_depth=5.0)
+    grid = OccupancyGrid(aabb=RADNERF_AABB, resolution=16)  # fresh: every cell occupied
+    sampler = OccupancyGridRaysampler(image_width=12, image_height=10, min_depth=1.0, max_depth=5.0,
+                                      occupancy_grid=grid)
     marcher = OccupancyGridRaymarcher(background=1.0, t_thresh=1e-2, return_aux=True)
     R, T = look_at_view_transform(dist=3.0, elev=[10.0, -20.0], azim=[0.0, 35.0])
     cams = FoVPerspectiveCameras(R=R, T=T, fov=30.0)

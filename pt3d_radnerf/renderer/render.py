@@ -56,11 +56,11 @@ def _check_packed(raysampler) -> None:
 def _options(raymarcher: Optional[OccupancyGridRaymarcher], kwargs) -> Dict:
     """The raymarcher's settings with the per-call overrides its forward() accepts."""
     rm = OccupancyGridRaymarcher() if raymarcher is None else raymarcher
-    opt = dict(background=rm.background, t_thresh=rm.t_thresh, return_aux=rm.return_aux)
+    opt = dict(background=rm.background, t_thresh=rm.t_thresh, return_aux=rm.return_aux, eps=rm.eps)
     for key in opt:
         if kwargs.get(key) is not None:
             opt[key] = kwargs[key]
-    return dict(opt, eps=rm.eps, density_mode=rm.density_mode)
+    return dict(opt, density_mode=rm.density_mode)
 
 
 @torch.no_grad()
