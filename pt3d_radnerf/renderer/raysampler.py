@@ -111,13 +111,17 @@ def _stratified(lengths: torch.Tensor) -> torch.Tensor:
 
 def _multinomial(weights: torch.Tensor, n: int) -> torch.Tensor:
     """(B, n) indices drawn per row without replacement, with replacement for rows with fewer
-    than n non-zero weights (PyTorch3D's rule and random-number order)."""
+    than n non-zero weights (PyTorch3D's rule, with its random-number order)."""
     enough = (weights > 0).sum(-1) >= n
-    if bool(enough.all()):
-        return torch.multinomial(weights, n, replacement=False)
-    idx = torch.multinomial(weights, n, replacement=True)
-    if bool(enough.any()):
-        idx[enough] = torch.multinomial(weights[enough], n, replacement=False)
+    try:
+        idx = torch.multinomial(weights, n, replacement=False)
+    except RuntimeError:  # some row cannot give n distinct pixels
+        idx = torch.multinomial(weights, n, replacement=True)
+        if bool(enough.any()):
+            idx[enough] = torch.multinomial(weights[enough], n, replacement=False)
+        return idx
+    if not bool(enough.all()):  # torch versions that draw zero-weight pixels instead of failing
+        idx[~enough] = torch.multinomial(weights[~enough], n, replacement=True)
     return idx
 
 
@@ -422,13 +426,15 @@ class OccupancyGridRaysampler(nn.Module):
             hetero, cam_index = (keep, cam_ids, counts), cam_ids.to(device)
         batch = cameras.R.shape[0]
         xys = self._xys(batch, device, mask, n_rays, opt["patch_size"])
-        origins, directions = rays_from_xys(cameras, xys.to(cameras.R.dtype), self.unit_directions)
+        # Stock: xys stay float32 whatever the cameras' dtype; with a grid: the cameras' dtype
+        # (float64 rays for float64 cameras that support it).
+        xys = xys if grid is None else xys.to(cameras.R.dtype)
+        origins, directions = rays_from_xys(cameras, xys, self.unit_directions)
         if grid is not None and not (bool(torch.isfinite(origins).all()) and bool(torch.isfinite(directions).all())):
             raise ValueError("cameras produce non-finite ray origins or directions (NaN/inf in R, T?)")
         cam = torch.arange(batch, device=device) if cam_index is None else cam_index
         cam = cam.reshape(batch, *([1] * (origins.dim() - 2))).expand(origins.shape[:-1])
         no_samples = torch.zeros(0, dtype=torch.long, device=device)
-        xys = xys if grid is None else xys.to(origins.dtype)
         rays = PackedRayBundle(origins=origins, directions=directions, xys=xys, ray_indices=no_samples,
                                t_starts=origins.new_zeros(0), t_ends=origins.new_zeros(0),
                                packed_info=pack_info(no_samples, origins.numel() // 3), camera_ids=cam)
