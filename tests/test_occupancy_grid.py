@@ -263,3 +263,36 @@ def test_production_never_imports_the_twin():
             if any("reference" in n.split(".") for n in names) or "reference" in module.split("."):
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
+
+
+def test_raysampler_drives_updates_during_training():
+    from pytorch3d.renderer import FoVPerspectiveCameras
+
+    from pt3d_radnerf.renderer import OccupancyGridRaysampler
+
+    grid = OccupancyGrid(resolution=8, update_every=2, warmup_steps=100)
+    step = grid.step_size
+    calls = []
+
+    def alpha_fn(x):  # per-step opacity of the ball, as a PyTorch3D-tutorial field reports it
+        calls.append(x.shape[0])
+        return 1.0 - torch.exp(-_ball(0.5, 5.0)(x) * step)
+
+    sampler = OccupancyGridRaysampler(image_width=4, image_height=4, occupancy_grid=grid, update_fn=alpha_fn,
+                                      update_density_kind="alpha")
+    cams = FoVPerspectiveCameras(R=torch.eye(3)[None], T=torch.tensor([[0.0, 0.0, 3.0]]))
+    sampler.train()
+    sampler(cams)  # step 0: a full warm-up update
+    assert calls == [8**3] and int(sampler.update_step) == 1 and not bool(torch.isnan(grid.sigma).any())
+    torch.testing.assert_close(grid.sigma.max(), torch.tensor(5.0), rtol=1e-4, atol=0)
+    sampler(cams)  # step 1: not an update step
+    sampler(cams)  # step 2: updates
+    assert len(calls) == 2 and int(sampler.update_step) == 3
+    with torch.no_grad():
+        sampler(cams)  # inference: no update, no step
+    sampler.eval()
+    sampler(cams)
+    assert len(calls) == 2 and int(sampler.update_step) == 3
+    assert "update_step" in sampler.state_dict()
+    with pytest.raises(ValueError, match="update_fn needs occupancy_grid"):
+        OccupancyGridRaysampler(image_width=4, image_height=4, update_fn=alpha_fn)
