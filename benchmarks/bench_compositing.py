@@ -27,11 +27,11 @@ def main():
         g = torch.randn(n_rays, 4, device=args.device)
 
         def ours():
-            feats, opacity, _, _ = ops.composite_dense(a, f)
+            feats, opacity = ops.composite_dense(a, f)[:2]
             torch.autograd.backward([feats, opacity], [g[:, :3], g[:, 3]])
 
         def twin():
-            feats, opacity, _, _ = reference.composite_dense(a, f)
+            feats, opacity = reference.composite_dense(a, f)[:2]
             torch.autograd.backward([feats, opacity], [g[:, :3], g[:, 3]])
 
         def stock():

@@ -46,11 +46,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("morton3d_invert", &p::morton3d_invert, py::arg("codes"));
   m.def("packbits", &p::packbits, py::arg("grid"), py::arg("threshold"));
   m.def("composite_forward", &p::composite_forward, py::arg("values"), py::arg("deltas"),
-        py::arg("features"), py::arg("ts"), py::arg("packed_info"), py::arg("sigma_mode"),
-        py::arg("t_thresh"), py::arg("eps"));
+        py::arg("features"), py::arg("ts"), py::arg("packed_info"), py::arg("transmittance"),
+        py::arg("sigma_mode"), py::arg("t_thresh"), py::arg("eps"));
   m.def("composite_backward", &p::composite_backward, py::arg("grad_features"),
-        py::arg("grad_opacity"), py::arg("grad_depth"), py::arg("values"), py::arg("deltas"),
-        py::arg("features"), py::arg("ts"), py::arg("packed_info"), py::arg("sigma_mode"),
+        py::arg("grad_opacity"), py::arg("grad_depth"), py::arg("grad_transmittance"),
+        py::arg("values"), py::arg("deltas"), py::arg("features"), py::arg("ts"),
+        py::arg("packed_info"), py::arg("transmittance"), py::arg("sigma_mode"),
         py::arg("t_thresh"), py::arg("eps"));
 
   // ---- grid_encode / sh_encode

@@ -29,18 +29,19 @@ at::Tensor morton3d_invert(const at::Tensor& codes);
 at::Tensor packbits(const at::Tensor& grid, double threshold);
 
 // ---- composite: values (S,) alphas or sigmas, deltas (S,) (sigma mode), features (S, C), ts (S,),
-// packed_info (R, 2) int64 -> features (R, C), opacity (R,), depth (R,), weights (S,)
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> composite_forward(
+// packed_info (R, 2) int64, transmittance (R,) initial -> features (R, C), opacity (R,), depth (R,),
+// weights (S,), transmittance (R,) final
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> composite_forward(
     const at::Tensor& values, const at::Tensor& deltas, const at::Tensor& features,
-    const at::Tensor& ts, const at::Tensor& packed_info, bool sigma_mode, double t_thresh,
-    double eps);
-// -> grad_values (S,), grad_deltas (S,) (empty in alpha mode), grad_features (S, C)
-std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_backward(
+    const at::Tensor& ts, const at::Tensor& packed_info, const at::Tensor& transmittance,
+    bool sigma_mode, double t_thresh, double eps);
+// -> grad_values (S,), grad_deltas (S,) (empty in alpha mode), grad_features (S, C),
+// grad_transmittance (R,)
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> composite_backward(
     const at::Tensor& grad_features, const at::Tensor& grad_opacity, const at::Tensor& grad_depth,
-    const at::Tensor& values, const at::Tensor& deltas, const at::Tensor& features,
-    const at::Tensor& ts, const at::Tensor& packed_info, bool sigma_mode, double t_thresh,
-    double eps);
-
+    const at::Tensor& grad_transmittance, const at::Tensor& values, const at::Tensor& deltas,
+    const at::Tensor& features, const at::Tensor& ts, const at::Tensor& packed_info,
+    const at::Tensor& transmittance, bool sigma_mode, double t_thresh, double eps);
 // ---- backends -----------------------------------------------------------------------
 std::tuple<at::Tensor, at::Tensor, at::Tensor> near_far_from_aabb_cpu(const at::Tensor& rays_o,
                                                                       const at::Tensor& rays_d,
@@ -54,14 +55,17 @@ at::Tensor morton3d_invert_cpu(const at::Tensor& codes);
 at::Tensor packbits_cpu(const at::Tensor& grid, double threshold);
 
 #define PT3D_COMPOSITE_BACKENDS(SUFFIX)                                                       \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> composite_forward_##SUFFIX(      \
-      const at::Tensor& values, const at::Tensor& deltas, const at::Tensor& features,         \
-      const at::Tensor& ts, const at::Tensor& packed_info, bool sigma_mode, double t_thresh,  \
-      double eps);                                                                            \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> composite_backward_##SUFFIX(                 \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>                      \
+      composite_forward_##SUFFIX(const at::Tensor& values, const at::Tensor& deltas,          \
+                                 const at::Tensor& features, const at::Tensor& ts,            \
+                                 const at::Tensor& packed_info,                               \
+                                 const at::Tensor& transmittance, bool sigma_mode,            \
+                                 double t_thresh, double eps);                                \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> composite_backward_##SUFFIX(     \
       const at::Tensor& grad_features, const at::Tensor& grad_opacity,                        \
-      const at::Tensor& grad_depth, const at::Tensor& values, const at::Tensor& deltas,       \
-      const at::Tensor& features, const at::Tensor& ts, const at::Tensor& packed_info,        \
+      const at::Tensor& grad_depth, const at::Tensor& grad_transmittance,                     \
+      const at::Tensor& values, const at::Tensor& deltas, const at::Tensor& features,         \
+      const at::Tensor& ts, const at::Tensor& packed_info, const at::Tensor& transmittance,   \
       bool sigma_mode, double t_thresh, double eps);
 PT3D_COMPOSITE_BACKENDS(cpu)
 

@@ -5,36 +5,49 @@ ray on CPU and CUDA, no atomics.
 """
 
 import math
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional
 
 import torch
 
 from .._backend import load_extension
 
 PYTORCH3D_EPS = 1e-10  # EmissionAbsorptionRaymarcher's transmittance epsilon
+DENSITY_MODES = ("alpha", "sigma")
+
+
+class Composited(NamedTuple):
+    """Result of :func:`composite` (R rays, S samples, C channels; dense: R -> batch shape)."""
+
+    features: torch.Tensor  # (R, C) sum_i w_i f_i
+    opacity: torch.Tensor  # (R,) sum_i w_i
+    depth: torch.Tensor  # (R,) sum_i w_i t_i (not normalised)
+    weights: torch.Tensor  # (S,) w_i = a_i T_i; 0 past a ray's stopping point; no gradient
+    transmittance: torch.Tensor  # (R,) T after the ray's last composited sample
 
 
 class _Composite(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, values, deltas, features, ts, packed_info, sigma_mode, t_thresh, eps):
-        feats, opacity, depth, weights = load_extension().composite_forward(
-            values, deltas, features, ts, packed_info, sigma_mode, t_thresh, eps
+    def forward(ctx, values, deltas, features, ts, packed_info, transmittance, sigma_mode, t_thresh, eps):
+        feats, opacity, depth, weights, trans = load_extension().composite_forward(
+            values, deltas, features, ts, packed_info, transmittance, sigma_mode, t_thresh, eps
         )
-        ctx.save_for_backward(values, deltas, features, ts, packed_info)
+        ctx.save_for_backward(values, deltas, features, ts, packed_info, transmittance)
         ctx.args = (sigma_mode, t_thresh, eps)
         ctx.mark_non_differentiable(weights)
-        return feats, opacity, depth, weights
+        return feats, opacity, depth, weights, trans
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_feats, grad_opacity, grad_depth, _grad_weights):
-        values, deltas, features, ts, packed_info = ctx.saved_tensors
+    def backward(ctx, grad_feats, grad_opacity, grad_depth, _grad_weights, grad_trans):
+        values, deltas, features, ts, packed_info, transmittance = ctx.saved_tensors
         sigma_mode, t_thresh, eps = ctx.args
-        g_values, g_deltas, g_features = load_extension().composite_backward(
+        g_values, g_deltas, g_features, g_trans = load_extension().composite_backward(
             grad_feats.contiguous(), grad_opacity.contiguous(), grad_depth.contiguous(),
-            values, deltas, features, ts, packed_info, sigma_mode, t_thresh, eps,
+            grad_trans.contiguous(), values, deltas, features, ts, packed_info, transmittance,
+            sigma_mode, t_thresh, eps,
         )
-        return g_values, (g_deltas if sigma_mode else None), g_features, None, None, None, None, None
+        return (g_values, (g_deltas if sigma_mode else None), g_features, None, None, g_trans,
+                None, None, None)
 
 
 def composite(
@@ -43,31 +56,42 @@ def composite(
     packed_info: torch.Tensor,
     ts: Optional[torch.Tensor] = None,
     deltas: Optional[torch.Tensor] = None,
-    mode: str = "alpha",
+    density_mode: str = "alpha",
     t_thresh: float = 0.0,
     eps: float = PYTORCH3D_EPS,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    transmittance: Optional[torch.Tensor] = None,
+) -> Composited:
     """Composites packed samples front to back.
 
+    Each ray starts at its ``transmittance`` (default 1) and stops before its first sample whose
+    transmittance is below ``t_thresh``. Compositing a ray's samples in consecutive calls, each
+    passing the previous call's output ``transmittance``, gives the one-call weights, stopping
+    point and final transmittance exactly; the features/opacity/depth of the calls add up to the
+    one-call values (up to the rounding of that sum).
+
     Args:
-        values: (S,) per-sample opacities in [0, 1] (``mode="alpha"``, PyTorch3D's convention) or
-            densities sigma >= 0 (``mode="sigma"``, with ``deltas``).
+        values: (S,) per-sample opacities in [0, 1] (``density_mode="alpha"``, PyTorch3D's
+            convention) or densities sigma >= 0 (``density_mode="sigma"``, with ``deltas``).
         features: (S, C) per-sample features (e.g. RGB).
-        packed_info: (R, 2) int64 ``(start, count)`` of each ray's contiguous samples.
+        packed_info: (R, 2) int64 ``(start, count)`` of each ray's contiguous samples; rows sorted
+            and non-overlapping (``start[r] >= start[r-1] + count[r-1]``).
         ts: (S,) sample depths for the expected depth (zeros if None).
         deltas: (S,) interval lengths, required in sigma mode (alpha = 1 - exp(-sigma delta)).
-        t_thresh: stop a ray once its transmittance drops below this (0 disables).
+        density_mode: "alpha" or "sigma".
+        t_thresh: early-stop transmittance (0 disables).
         eps: transmittance factor ``1 + eps - alpha`` (PyTorch3D's 1e-10 by default).
+        transmittance: (R,) each ray's initial transmittance (ones if None).
 
     Returns:
-        features (R, C), opacity (R,), depth (R,) (= sum w t, not normalised), weights (S,).
-        Differentiable w.r.t. values, deltas and features (not ts); weights carry no gradient.
+        :class:`Composited` (features (R, C), opacity (R,), depth (R,), weights (S,),
+        transmittance (R,)). Differentiable w.r.t. values, deltas, features and the input
+        transmittance (not ts); weights carry no gradient.
     """
-    if mode not in ("alpha", "sigma"):
-        raise ValueError(f"mode must be 'alpha' or 'sigma', got {mode!r}")
-    sigma_mode = mode == "sigma"
+    if density_mode not in DENSITY_MODES:
+        raise ValueError(f"density_mode must be 'alpha' or 'sigma', got {density_mode!r}")
+    sigma_mode = density_mode == "sigma"
     if sigma_mode and deltas is None:
-        raise ValueError("deltas are required in sigma mode")
+        raise ValueError("deltas are required in density_mode='sigma'")
     if features.dim() != 2:
         raise ValueError(f"features must be (S, C), got {tuple(features.shape)}")
     dtype = torch.promote_types(values.dtype, features.dtype)
@@ -77,8 +101,13 @@ def composite(
     features = features.to(dtype).contiguous()
     ts = torch.zeros_like(values) if ts is None else ts.reshape(-1).to(dtype).contiguous()
     deltas = deltas.reshape(-1).to(dtype).contiguous() if sigma_mode else values.new_empty(0)
-    return _Composite.apply(values, deltas, features, ts, packed_info.to(torch.long).contiguous(),
-                            sigma_mode, float(t_thresh), float(eps))
+    packed_info = packed_info.to(torch.long).contiguous()
+    if transmittance is None:
+        transmittance = values.new_ones(packed_info.shape[0] if packed_info.dim() == 2 else 0)
+    else:
+        transmittance = transmittance.reshape(-1).to(dtype).contiguous()
+    return Composited(*_Composite.apply(values, deltas, features, ts, packed_info, transmittance,
+                                        sigma_mode, float(t_thresh), float(eps)))
 
 
 def dense_packed_info(n_rays: int, n_samples: int, device=None) -> torch.Tensor:
@@ -88,11 +117,14 @@ def dense_packed_info(n_rays: int, n_samples: int, device=None) -> torch.Tensor:
 
 
 def composite_dense(values: torch.Tensor, features: torch.Tensor, ts: Optional[torch.Tensor] = None,
-                    deltas: Optional[torch.Tensor] = None, mode: str = "alpha", t_thresh: float = 0.0,
-                    eps: float = PYTORCH3D_EPS):
-    """:func:`composite` for dense samples: values (..., P), features (..., P, C), ts/deltas (..., P).
+                    deltas: Optional[torch.Tensor] = None, density_mode: str = "alpha",
+                    t_thresh: float = 0.0, eps: float = PYTORCH3D_EPS,
+                    transmittance: Optional[torch.Tensor] = None) -> Composited:
+    """:func:`composite` for dense samples: values (..., P), features (..., P, C), ts/deltas (..., P),
+    transmittance (...).
 
-    Returns features (..., C), opacity (...), depth (...), weights (..., P).
+    Returns :class:`Composited` with features (..., C), opacity (...), depth (...), weights (..., P),
+    transmittance (...).
     """
     batch, p = values.shape[:-1], values.shape[-1]
     if features.shape[:-1] != values.shape:
@@ -100,9 +132,10 @@ def composite_dense(values: torch.Tensor, features: torch.Tensor, ts: Optional[t
     r = math.prod(batch)
     c = features.shape[-1]
     info = dense_packed_info(r, p, values.device)
-    feats, opacity, depth, weights = composite(
+    out = composite(
         values.reshape(-1), features.reshape(-1, c), info,
         None if ts is None else ts.reshape(-1), None if deltas is None else deltas.reshape(-1),
-        mode, t_thresh, eps,
+        density_mode, t_thresh, eps, None if transmittance is None else transmittance.reshape(-1),
     )
-    return feats.view(*batch, c), opacity.view(batch), depth.view(batch), weights.view(*batch, p)
+    return Composited(out.features.view(*batch, c), out.opacity.view(batch), out.depth.view(batch),
+                      out.weights.view(*batch, p), out.transmittance.view(batch))

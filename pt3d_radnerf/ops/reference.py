@@ -70,24 +70,39 @@ def packbits(grid: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 # ---- compositing ----------------------------------------------------------------------------
-def composite_dense(values, features, ts=None, deltas=None, mode="alpha", t_thresh=0.0, eps=1e-10):
-    """Twin of :func:`pt3d_radnerf.ops.composite_dense` with cumulative products:
-    values (R, P), features (R, P, C) -> features (R, C), opacity (R,), depth (R,), weights (R, P)."""
-    alpha = 1.0 - torch.exp(-values * deltas) if mode == "sigma" else values
-    factor = 1.0 + eps - alpha
-    trans = torch.cumprod(torch.cat([torch.ones_like(factor[..., :1]), factor[..., :-1]], -1), -1)
+def _composite_padded(values, features, ts, deltas, valid, density_mode, t_thresh, eps, transmittance):
+    """Composites (R, P) padded samples of which ``valid`` (R, P) are real (a prefix per ray):
+    returns features (R, C), opacity (R,), depth (R,), weights (R, P), transmittance (R,)."""
+    alpha = 1.0 - torch.exp(-values * deltas) if density_mode == "sigma" else values
+    alpha = torch.where(valid, alpha, torch.zeros_like(alpha))
+    factor = torch.where(valid, 1.0 + eps - alpha, torch.ones_like(alpha))
+    t_in = torch.ones_like(values[..., 0]) if transmittance is None else transmittance
+    # T_0 .. T_P of each ray: the initial transmittance times the running product of factors.
+    trans = t_in[..., None] * torch.cumprod(torch.cat([torch.ones_like(factor[..., :1]), factor], -1), -1)
+    alive = valid
     if t_thresh > 0:
         # A ray stops at its first sample whose transmittance is below the threshold.
-        alive = torch.cumprod((trans >= t_thresh).to(values.dtype), -1)
-        trans = trans * alive
-    weights = alpha * trans
+        alive = valid & (torch.cumprod((trans[..., :-1] >= t_thresh).to(values.dtype), -1) > 0)
+    used = alive.sum(-1)  # samples composited per ray
+    weights = torch.where(alive, alpha * trans[..., :-1], torch.zeros_like(alpha))
     ts = torch.zeros_like(values) if ts is None else ts
-    return (weights[..., None] * features).sum(-2), weights.sum(-1), (weights * ts).sum(-1), weights
+    t_out = trans.gather(-1, used[..., None])[..., 0]
+    return (weights[..., None] * features).sum(-2), weights.sum(-1), (weights * ts).sum(-1), weights, t_out
 
 
-def composite(values, features, packed_info, ts=None, deltas=None, mode="alpha", t_thresh=0.0, eps=1e-10):
-    """Twin of :func:`pt3d_radnerf.ops.composite`: scatters packed samples into a padded (R, P)
-    layout (padding has alpha 0), composites densely, gathers the weights back."""
+def composite_dense(values, features, ts=None, deltas=None, density_mode="alpha", t_thresh=0.0, eps=1e-10,
+                    transmittance=None):
+    """Twin of :func:`pt3d_radnerf.ops.composite_dense` with cumulative products:
+    values (R, P), features (R, P, C) -> features (R, C), opacity (R,), depth (R,), weights (R, P),
+    transmittance (R,)."""
+    valid = torch.ones_like(values, dtype=torch.bool)
+    return _composite_padded(values, features, ts, deltas, valid, density_mode, t_thresh, eps, transmittance)
+
+
+def composite(values, features, packed_info, ts=None, deltas=None, density_mode="alpha", t_thresh=0.0,
+              eps=1e-10, transmittance=None):
+    """Twin of :func:`pt3d_radnerf.ops.composite`: gathers packed samples into a padded (R, P)
+    layout, composites densely, scatters the weights back."""
     starts, counts = packed_info[:, 0], packed_info[:, 1]
     n_rays, p = packed_info.shape[0], int(counts.max().item()) if packed_info.numel() else 0
     slot = torch.arange(p, device=values.device)
@@ -95,18 +110,18 @@ def composite(values, features, packed_info, ts=None, deltas=None, mode="alpha",
     index = (starts[:, None] + slot[None, :]).clamp(max=max(values.shape[0] - 1, 0))
     c = features.shape[-1]
 
-    def gather(x, fill):
+    def gather(x):
         if x is None:
             return None
-        out = x[index] if x.numel() else torch.full(index.shape, fill, dtype=values.dtype)
-        return torch.where(valid, out, torch.full_like(out, fill))
+        out = x[index] if x.numel() else torch.zeros(index.shape, dtype=values.dtype)
+        return torch.where(valid, out, torch.zeros_like(out))
 
-    v = gather(values, 0.0)
     f = features[index] * valid[..., None] if features.numel() else features.new_zeros(n_rays, p, c)
-    feats, opacity, depth, w = composite_dense(v, f, gather(ts, 0.0), gather(deltas, 0.0), mode, t_thresh, eps)
+    feats, opacity, depth, w, t_out = _composite_padded(
+        gather(values), f, gather(ts), gather(deltas), valid, density_mode, t_thresh, eps, transmittance)
     weights = torch.zeros_like(values)
     weights[index[valid]] = w[valid]
-    return feats, opacity, depth, weights
+    return feats, opacity, depth, weights, t_out
 
 # ---- encoders -----------------------------------------------------------------------------
 _HASH_PRIMES = (1, 2654435761, 805459861)

@@ -140,7 +140,7 @@ class OccupancyGridRaymarcher(torch.nn.Module):
             lengths = getattr(ray_bundle, "lengths", None) if ray_bundle is not None else None
             if sigma and lengths is None:
                 raise ValueError("density_mode='sigma' needs a ray_bundle with lengths for the deltas")
-            feats, opacity, depth, weights = composite_dense(
+            feats, opacity, depth, weights, _ = composite_dense(
                 rays_densities[..., 0], rays_features, lengths,
                 _dense_deltas(ray_bundle) if sigma else None, self.density_mode, t_thresh, eps,
             )[:4]
@@ -158,7 +158,7 @@ class OccupancyGridRaymarcher(torch.nn.Module):
                 f"packed bundles need rays_densities (S, 1) and rays_features (S, C) with S = {s} "
                 f"samples, got {tuple(densities.shape)} and {tuple(features.shape)}"
             )
-        feats, opacity, depth, weights = composite(
+        feats, opacity, depth, weights, _ = composite(
             densities[:, 0], features, bundle.packed_info, bundle.t_mids(),
             bundle.deltas() if sigma else None, self.density_mode, t_thresh, eps,
         )[:4]
