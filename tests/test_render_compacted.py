@@ -64,11 +64,10 @@ def test_compacted_equals_single_pass(t_thresh, dt_gamma, cascades):
         render_compacted(cameras(), BlobField(), sampler, marcher),
     )
     assert img.shape == (2, H, W, 4) and ref_aux["opacity"].max() > 0.99  # opaque in view
-    # Same samples, order and stopping rule: equal up to rounding; a ray whose T lands on the
-    # threshold within rounding may stop one sample apart (at most t_thresh * max feature = 1).
-    torch.testing.assert_close(img, ref, atol=1e-5 + t_thresh, rtol=0)
-    assert (img - ref).abs().gt(1e-5).float().mean() < 0.01
-    torch.testing.assert_close(aux["depth"], ref_aux["depth"], atol=1e-4 + 4 * t_thresh, rtol=0)
+    # Same samples, same kernel, same stopping rule (the loop resumes the kernel at each ray's
+    # transmittance): equal up to the rounding of summing a ray's features in several parts.
+    torch.testing.assert_close(img, ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(aux["depth"], ref_aux["depth"], atol=1e-5, rtol=0)
     # Against the render without termination, either path is within t_thresh * max feature.
     full = single_pass(cameras(), BlobField(), sampler, OccupancyGridRaymarcher(t_thresh=0.0, background=0.3))
     torch.testing.assert_close(img, full, atol=1e-5 + t_thresh, rtol=0)
@@ -176,6 +175,8 @@ def test_audio_radiance_field_matches_single_pass():
         ref, ref_aux = single_pass(cams, field, sampler, marcher, **kw)
     img, aux = render_compacted(cams, field, sampler, marcher, **kw)
     assert ref_aux["opacity"].max() > 0.99 and ref_aux["weights"].numel() > aux["samples"] > 0
+    # A real network: its float32 outputs round differently on differently sized batches, so a
+    # ray whose T lands within rounding of t_thresh may stop one sample apart.
     torch.testing.assert_close(img, ref, atol=1e-5 + marcher.t_thresh, rtol=0)
     assert (img - ref).abs().gt(1e-5).float().mean() < 0.01
     # Per-camera audio / frame codes reach the right rays: swapping them changes the image.

@@ -143,7 +143,7 @@ class OccupancyGridRaymarcher(torch.nn.Module):
             feats, opacity, depth, weights, _ = composite_dense(
                 rays_densities[..., 0], rays_features, lengths,
                 _dense_deltas(ray_bundle) if sigma else None, self.density_mode, t_thresh, eps,
-            )[:4]
+            )
         if out_dtype in _LOW_PRECISION:  # composited in float32; hand back the inputs' dtype
             feats, opacity, depth, weights = (x.to(out_dtype) for x in (feats, opacity, depth, weights))
         images = torch.cat([blend_background(feats, opacity, background), opacity[..., None]], -1)
@@ -161,6 +161,6 @@ class OccupancyGridRaymarcher(torch.nn.Module):
         feats, opacity, depth, weights, _ = composite(
             densities[:, 0], features, bundle.packed_info, bundle.t_mids(),
             bundle.deltas() if sigma else None, self.density_mode, t_thresh, eps,
-        )[:4]
+        )
         shape = bundle.batch_shape
         return feats.view(*shape, -1), opacity.view(shape), depth.view(shape), weights

@@ -522,10 +522,9 @@ class OccupancyGridRaysampler(nn.Module):
         deltas = samples.deltas()
         keep = 1.0 - torch.exp(-sigma * deltas) >= self.alpha_thre
         if self.t_thresh > 0:
-            # The compositor's stopping rule: a stopped sample gets weight 0. Positional arguments
-            # (values, features, packed_info, ts, deltas, density mode, t_thresh, eps).
-            weights = ops.composite(sigma, sigma.new_zeros(sigma.shape[0], 1), info, None, deltas,
-                                    "sigma", self.t_thresh, self.eps)[3]
+            # The raymarcher's kernel and stopping rule: a stopped sample gets weight 0.
+            weights = ops.composite(sigma, sigma.new_zeros(sigma.shape[0], 1), info, deltas=deltas,
+                                    density_mode="sigma", t_thresh=self.t_thresh, eps=self.eps).weights
             keep &= weights > 0
         ray_idx, t0, t1 = ray_idx[keep], t0[keep], t1[keep]
         return ray_idx, t0, t1, pack_info(ray_idx, info.shape[0])
