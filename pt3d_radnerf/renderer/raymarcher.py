@@ -37,10 +37,11 @@ packed bundles must be paired with this raymarcher (PyTorch3D's would composite 
 as one ray).
 """
 
+import warnings
 from typing import Optional, Union
 
 import torch
-from pytorch3d.renderer.implicit.raymarching import _check_density_bounds, _check_raymarcher_inputs
+from pytorch3d.renderer.implicit.raymarching import _check_raymarcher_inputs
 
 from ..ops.composite import PYTORCH3D_EPS, composite, composite_dense
 from .ray_bundle import PackedRayBundle
@@ -50,6 +51,14 @@ Background = Union[None, float, torch.Tensor]
 # Options forward() takes per call (ImplicitRenderer passes every kwarg to every component).
 RAYMARCHER_CALL_OPTIONS = ("background", "t_thresh", "return_aux", "eps")
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _warn_outside_unit_range(alphas: torch.Tensor) -> None:
+    """EmissionAbsorptionRaymarcher's warning for alphas outside [0, 1] (one host sync)."""
+    bounds = torch.aminmax(alphas.detach())
+    lo, hi = torch.stack([bounds.min, bounds.max]).float().tolist()
+    if lo < 0.0 or hi > 1.0:
+        warnings.warn("One or more elements of rays_densities are outside of valid range (0.0, 1.0)")
 
 
 class _FirstOrderOnly(torch.autograd.Function):
@@ -129,7 +138,7 @@ class OccupancyGridRaymarcher(torch.nn.Module):
             _check_raymarcher_inputs(rays_densities, rays_features, None, z_can_be_none=True,
                                      features_can_be_none=False, density_1d=True)
         if not sigma and rays_densities.numel() > 0:
-            _check_density_bounds(rays_densities)
+            _warn_outside_unit_range(rays_densities)
         out_dtype = torch.promote_types(rays_densities.dtype, rays_features.dtype)
         if torch.is_grad_enabled() and (rays_densities.requires_grad or rays_features.requires_grad):
             rays_densities, rays_features = _FirstOrderOnly.apply(rays_densities, rays_features)
