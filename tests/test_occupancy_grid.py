@@ -145,14 +145,14 @@ def test_threshold_is_in_sigma_units(step_size):
     assert math.isclose(default.threshold, 0.01 / default.step_size)
 
 
-def test_alpha_density_kind_matches_sigma():
+def test_alpha_density_mode_matches_sigma():
     res = 16
     by_sigma, by_alpha = OccupancyGrid(resolution=res), OccupancyGrid(resolution=res)
     torch.manual_seed(0)
     by_sigma.update(_ball_and_floor, step=0)
     step = by_alpha.step_size
     torch.manual_seed(0)  # same jittered points
-    by_alpha.update(lambda x: 1.0 - torch.exp(-_ball_and_floor(x) * step), step=0, density_kind="alpha")
+    by_alpha.update(lambda x: 1.0 - torch.exp(-_ball_and_floor(x) * step), step=0, density_mode="alpha")
     torch.testing.assert_close(by_alpha.sigma, by_sigma.sigma, rtol=1e-4, atol=1e-4)
     assert torch.equal(by_alpha.bitfield, by_sigma.bitfield)
 
@@ -170,10 +170,10 @@ def test_update_errors_say_what_they_got():
         (lambda x: x, {}, ValueError, r"\(512,\) or \(512, 1\) sigma values for 512 points, got shape \(512, 3\)"),
         (lambda x: -torch.ones(len(x)), {}, ValueError, "negative sigma values"),
         (lambda x: torch.full((len(x),), float("nan")), {}, ValueError, "NaN"),
-        (lambda x: torch.full((len(x),), 3.0), {"density_kind": "alpha"}, ValueError, r"\[0, 1\].*density_kind='sigma'"),
+        (lambda x: torch.full((len(x),), 3.0), {"density_mode": "alpha"}, ValueError, r"\[0, 1\].*density_mode='sigma'"),
         (lambda x: [1.0] * len(x), {}, TypeError, "must return a tensor"),
         (_FieldLike(), {}, TypeError, "field.density"),
-        (_ball(), {"density_kind": "opacity"}, ValueError, "density_kind"),
+        (_ball(), {"density_mode": "opacity"}, ValueError, "density_mode"),
         ("not callable", {}, TypeError, "callable"),
     ]
     for fn, kw, err, match in cases:
@@ -279,7 +279,7 @@ def test_raysampler_drives_updates_during_training():
         return 1.0 - torch.exp(-_ball(0.5, 5.0)(x) * step)
 
     sampler = OccupancyGridRaysampler(image_width=4, image_height=4, occupancy_grid=grid, update_fn=alpha_fn,
-                                      update_density_kind="alpha")
+                                      update_density_mode="alpha")
     cams = FoVPerspectiveCameras(R=torch.eye(3)[None], T=torch.tensor([[0.0, 0.0, 3.0]]))
     sampler.train()
     sampler(cams)  # step 0: a full warm-up update

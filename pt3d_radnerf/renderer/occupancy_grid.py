@@ -23,8 +23,7 @@ from torch import nn
 
 from .. import ops
 from ..ops import grid_layout
-
-DENSITY_KINDS = ("sigma", "alpha")
+from ..ops.composite import DENSITY_MODES
 
 
 class OccupancyGrid(nn.Module):
@@ -35,7 +34,7 @@ class OccupancyGrid(nn.Module):
         resolution: cells per axis per cascade, a power of two (default 128).
         cascades: number of nested grids, each doubling the extent (default 1).
         step_size: the metric marching step (default ``sqrt(3) * longest side / resolution``);
-            the raysampler's default ``dt_min``, and the step that converts a ``density_kind=
+            the raysampler's default ``dt_min``, and the step that converts a ``density_mode=
             "alpha"`` density function's per-step opacity to sigma.
         update_every: :meth:`update` does work only when ``step % update_every == 0``.
         warmup_steps: before this step updates sweep all cells (every cell, or with
@@ -172,7 +171,7 @@ class OccupancyGrid(nn.Module):
         density_fn: Callable[[torch.Tensor], torch.Tensor],
         step: int,
         *,
-        density_kind: str = "sigma",
+        density_mode: str = "sigma",
         chunk: int = 1 << 16,
     ) -> bool:
         """instant-ngp / nerfacc update policy; returns True when the grid changed.
@@ -182,13 +181,13 @@ class OccupancyGrid(nn.Module):
                 ``field.density`` or ``lambda x: field.density(x, audio=...)``.
             step: the training step; work happens only when ``step % update_every == 0``
                 (see the class doc for which cells are evaluated).
-            density_kind: "sigma" (default): ``density_fn`` returns sigma >= 0 (1 / length);
+            density_mode: "sigma" (default): ``density_fn`` returns sigma >= 0 (1 / length);
                 "alpha": it returns one step's opacity in [0, 1] (a PyTorch3D-tutorial-style
                 field), converted with the grid's step: ``sigma = -log(1 - alpha) / step_size``.
             chunk: points per ``density_fn`` call.
         """
-        if density_kind not in DENSITY_KINDS:
-            raise ValueError(f"density_kind must be 'sigma' or 'alpha', got {density_kind!r}")
+        if density_mode not in DENSITY_MODES:
+            raise ValueError(f"density_mode must be 'sigma' or 'alpha', got {density_mode!r}")
         if not callable(density_fn):
             raise TypeError(f"density_fn must be callable (points (N, 3) -> (N,)), got {type(density_fn).__name__}")
         if step % self._update_every != 0:
@@ -197,20 +196,20 @@ class OccupancyGrid(nn.Module):
         values = torch.empty(indices.shape[0], device=self.sigma.device)
         for s in range(0, indices.shape[0], chunk):
             pts = self.cell_points(indices[s : s + chunk])
-            values[s : s + chunk] = self._as_sigma(_call_density(density_fn, pts), pts.shape[0], density_kind)
+            values[s : s + chunk] = self._as_sigma(_call_density(density_fn, pts), pts.shape[0], density_mode)
         flat = self.sigma.view(-1)
         flat[indices] = torch.nan_to_num(flat[indices], nan=0.0)  # first evaluation: max(0, new)
         self.sigma.copy_(ops.decayed_max_update(self.sigma, indices, values, self._decay))
         self.refresh_bitfield()
         return True
 
-    def _as_sigma(self, out: torch.Tensor, n: int, density_kind: str) -> torch.Tensor:
+    def _as_sigma(self, out: torch.Tensor, n: int, density_mode: str) -> torch.Tensor:
         """Checks a density_fn output for ``n`` points and returns (n,) float32 sigma."""
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"density_fn must return a tensor, got {type(out).__name__}")
         if out.shape not in ((n,), (n, 1)):
             raise ValueError(
-                f"density_fn must return ({n},) or ({n}, 1) {density_kind} values for {n} points, "
+                f"density_fn must return ({n},) or ({n}, 1) {density_mode} values for {n} points, "
                 f"got shape {tuple(out.shape)}"
             )
         out = out.reshape(-1).float()
@@ -218,27 +217,26 @@ class OccupancyGrid(nn.Module):
             return out
         lo, hi = (float(v) for v in torch.aminmax(out))
         if math.isnan(lo) or math.isnan(hi) or bool(torch.isnan(out).any()):
-            raise ValueError(f"density_fn returned NaN {density_kind} values")
+            raise ValueError(f"density_fn returned NaN {density_mode} values")
         if lo < 0:
-            raise ValueError(f"density_fn returned negative {density_kind} values (min {lo:.4g}); "
-                             f"{density_kind} must be >= 0")
-        if density_kind == "sigma":
+            raise ValueError(f"density_fn returned negative {density_mode} values (min {lo:.4g}); "
+                             f"{density_mode} must be >= 0")
+        if density_mode == "sigma":
             return out
         if hi > 1:
-            raise ValueError(f"density_kind='alpha' needs values in [0, 1], got max {hi:.4g} "
-                             f"(a density sigma? use density_kind='sigma')")
+            raise ValueError(f"density_mode='alpha' needs values in [0, 1], got max {hi:.4g} "
+                             f"(a density sigma? use density_mode='sigma')")
         return -torch.log1p(-out.clamp(max=1.0 - 1e-7)) / self._step_size
 
     @torch.no_grad()
     def refresh_bitfield(self) -> None:
         """Re-thresholds ``sigma`` at ``min(mean, threshold)`` (+ optional dilation)."""
-        thre = ops.occupancy_threshold(self.sigma, self._threshold)
-        unknown = torch.isnan(self.sigma)
-        bits = (self.sigma > thre) | unknown
+        thre = ops.occupancy_threshold(self.sigma, self._threshold)  # >= 0: unseen (-1) stay empty
+        values = torch.nan_to_num(self.sigma, nan=float("inf"))  # never evaluated: occupied
         if self._dilation > 0:
-            bits = ops.dilate_occupancy(bits, self._resolution, self._dilation)
-            bits &= (self.sigma >= 0) | unknown
-        self.bitfield.copy_(ops.packbits(bits.float(), 0.5))
+            bits = ops.dilate_occupancy(values > thre, self._resolution, self._dilation) & (values >= 0)
+            values, thre = bits.float(), 0.5
+        self.bitfield.copy_(ops.packbits(values, thre))
 
     @torch.no_grad()
     def mark_unseen(

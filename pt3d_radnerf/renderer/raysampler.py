@@ -44,8 +44,8 @@ from pytorch3d.renderer.implicit.utils import HeterogeneousRayBundle, RayBundle
 from torch import nn
 
 from .. import ops
-from ..ops.composite import PYTORCH3D_EPS
-from .occupancy_grid import DENSITY_KINDS, OccupancyGrid
+from ..ops.composite import DENSITY_MODES, PYTORCH3D_EPS
+from .occupancy_grid import OccupancyGrid
 from .ray_bundle import PackedRayBundle, pack_info
 from .raymarcher import RAYMARCHER_CALL_OPTIONS
 
@@ -161,9 +161,9 @@ class OccupancyGridRaysampler(nn.Module):
             without grad; kept are the samples with ``alpha >= alpha_thre`` that, with
             ``t_thresh > 0``, :func:`pt3d_radnerf.ops.composite` (sigma mode, ``t_thresh``,
             ``eps``: the raymarcher's stopping rule) gives a non-zero weight.
-        update_fn, update_density_kind: let the raysampler drive the grid during training:
+        update_fn, update_density_mode: let the raysampler drive the grid during training:
             on every call in training mode with grad enabled it first runs
-            ``occupancy_grid.update(update_fn, step, density_kind=update_density_kind)`` and
+            ``occupancy_grid.update(update_fn, step, density_mode=update_density_mode)`` and
             counts ``step`` in the ``update_step`` buffer (saved in its state_dict).
             ``update_fn`` maps points (N, 3) to (N,) densities (sigma, or per-step alpha).
     """
@@ -195,7 +195,7 @@ class OccupancyGridRaysampler(nn.Module):
         t_thresh: float = 0.0,
         eps: float = PYTORCH3D_EPS,
         update_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-        update_density_kind: str = "sigma",
+        update_density_mode: str = "sigma",
     ) -> None:
         super().__init__()
         mode = ("packed" if occupancy_grid is not None else "dense") if mode is None else mode
@@ -211,8 +211,8 @@ class OccupancyGridRaysampler(nn.Module):
             raise ValueError(f"alpha_thre and t_thresh must be >= 0, got {alpha_thre} and {t_thresh}")
         if update_fn is not None and occupancy_grid is None:
             raise ValueError("update_fn needs occupancy_grid= (the grid it updates)")
-        if update_density_kind not in DENSITY_KINDS:
-            raise ValueError(f"update_density_kind must be 'sigma' or 'alpha', got {update_density_kind!r}")
+        if update_density_mode not in DENSITY_MODES:
+            raise ValueError(f"update_density_mode must be 'sigma' or 'alpha', got {update_density_mode!r}")
         if (image_width is None) != (image_height is None):
             raise ValueError("image_width and image_height must be given together")
         bounds = (min_x, max_x, min_y, max_y)
@@ -233,7 +233,7 @@ class OccupancyGridRaysampler(nn.Module):
         self.mode = mode
         self.unit_directions = unit_directions
         self.alpha_thre, self.t_thresh, self.eps = float(alpha_thre), float(t_thresh), float(eps)
-        self.update_fn, self.update_density_kind = update_fn, update_density_kind
+        self.update_fn, self.update_density_mode = update_fn, update_density_mode
         self.register_buffer("update_step", torch.zeros((), dtype=torch.long))
         self._defaults = dict(
             n_rays_per_image=n_rays_per_image, n_rays_total=n_rays_total, n_pts_per_ray=n_pts_per_ray,
@@ -322,7 +322,7 @@ class OccupancyGridRaysampler(nn.Module):
         opt, field_kwargs = self._options(kwargs, volumetric_function)
         if self.update_fn is not None and self.training and torch.is_grad_enabled():
             self.occupancy_grid.update(self.update_fn, int(self.update_step),
-                                       density_kind=self.update_density_kind)
+                                       density_mode=self.update_density_mode)
             self.update_step += 1
         rays, hetero = self._rays(cameras, mask, opt)
         o, d = rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3)
