@@ -121,7 +121,8 @@ def main():
 
     t_stock = timed(lambda: step(stock, "stock"), dev, repeats)
     t_swapped = timed(lambda: step(swapped, "swapped"), dev, repeats)
-    rows = [["training step, stock (128 points per ray)", f"{samples['stock']:,} samples", f"{t_stock * 1e3:.0f} ms", ""],
+    rows = [["training step, stock (128 points per ray)", f"{samples['stock']:,} samples",
+             f"{t_stock * 1e3:.0f} ms", ""],
             ["training step, swapped (occupied samples)", f"{samples['swapped']:,} samples",
              f"{t_swapped * 1e3:.0f} ms", "1.00"]]
     for cells in (budget, None):

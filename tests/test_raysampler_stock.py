@@ -53,8 +53,6 @@ def build(kind, variant):
     kw = dict(kw, **VARIANTS[variant])
     if kind == "monte_carlo" and variant == "rays_total":
         kw["n_rays_per_image"] = None
-    if kind != "monte_carlo" and variant == "rays_per_image":
-        pass
     return cls(**kw), OccupancyGridRaysampler(**kw)
 
 
@@ -158,3 +156,18 @@ def test_float64_cameras_keep_stock_dtypes():
     cams = PerspectiveCameras(R=R.double(), T=T.double(), focal_length=2.0)
     stock, ours = build("ndc", "plain")
     assert_same_bundle(ours(cams), stock(cams))
+
+
+def test_packed_rays_total_carry_their_camera():
+    """With a grid, n_rays_total gives the stock heterogeneous rays as a PackedRayBundle whose
+    camera_ids name each ray's camera (what per-camera field inputs index)."""
+    from pt3d_radnerf.renderer import OccupancyGrid, PackedRayBundle
+
+    kw = dict(image_width=W, image_height=H, **DEPTHS)
+    torch.manual_seed(5)
+    want = NDCMultinomialRaysampler(**kw)(cameras(), n_rays_total=12)
+    torch.manual_seed(5)
+    got = OccupancyGridRaysampler(occupancy_grid=OccupancyGrid(resolution=8), **kw)(cameras(), n_rays_total=12)
+    assert isinstance(got, PackedRayBundle) and got.n_rays == 12 and got.n_samples > 0
+    assert torch.equal(got.origins, want.origins) and torch.equal(got.directions, want.directions)
+    assert torch.equal(got.camera_ids.reshape(-1), want.camera_ids.repeat_interleave(want.camera_counts))

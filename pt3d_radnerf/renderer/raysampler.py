@@ -461,8 +461,9 @@ class OccupancyGridRaysampler(nn.Module):
         lo, hi, p = float(opt["min_depth"]), float(opt["max_depth"]), int(opt["n_pts_per_ray"])
         if hi == float("inf"):
             raise ValueError("dense sampling needs a finite max_depth")
-        n = xys[..., 0].numel()
-        lengths = torch.linspace(lo, hi, p, dtype=xys.dtype, device=xys.device).expand(xys.shape[0], n // max(xys.shape[0], 1), p)
+        batch = xys.shape[0]
+        rays_per_image = xys[..., 0].numel() // max(batch, 1)
+        lengths = torch.linspace(lo, hi, p, dtype=xys.dtype, device=xys.device).expand(batch, rays_per_image, p)
         if opt["stratified_sampling"] and p > 0:
             lengths = _stratified(lengths)
         return lengths
