@@ -140,11 +140,12 @@ def _field_arguments(fn) -> Tuple[frozenset, bool]:
 class OccupancyGridRaysampler(nn.Module):
     """Rays from PyTorch3D cameras, sampled only where an :class:`OccupancyGrid` is occupied.
 
-    PyTorch3D arguments (same meaning and defaults-free use as in its raysamplers):
+    PyTorch3D arguments (same meaning as in its raysamplers, which require the ones we default):
     ``image_width``, ``image_height``, ``n_rays_per_image``, ``n_rays_total``, ``n_pts_per_ray``
-    (dense mode), ``min_depth``, ``max_depth`` (``lengths`` units), ``min_x``/``max_x``/
-    ``min_y``/``max_y``, ``unit_directions``, ``stratified_sampling`` (packed: random
-    first-step offset per ray; dense: jitter within strata).
+    (dense mode; default 64), ``min_depth`` (default 0), ``max_depth`` (default inf: the grid
+    clips packed rays; dense sampling needs a finite one), both in ``lengths`` units,
+    ``min_x``/``max_x``/``min_y``/``max_y``, ``unit_directions``, ``stratified_sampling``
+    (packed: random first-step offset per ray; dense: jitter within strata).
 
     Own arguments:
         occupancy_grid: the grid (built and owned by the caller); None = the stock sampler.
