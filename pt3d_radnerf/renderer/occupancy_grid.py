@@ -147,11 +147,12 @@ class OccupancyGrid(nn.Module):
         if step < self._warmup_steps:
             if budget is None or budget >= n:
                 return torch.arange(n, device=dev)
-            # Sweep in a fixed scattered order (odd multiplier: a bijection mod 2^k; large prime:
-            # coprime to any cascade count): all cells once every n / budget updates.
+            # Sweep in a fixed scattered order: k -> k * p mod n is a bijection for a prime p
+            # coprime to n = cascades * 2^(3 log2 res) (p > 16 > cascades; k * p < 2^63 for any
+            # grid), so every cell is evaluated once per n / budget updates.
             start = (step // self._update_every) * budget
             k = (start + torch.arange(budget, device=dev, dtype=torch.int64)) % n
-            return (k * 2654435761) % n
+            return (k * 1_000_003) % n
         occupied = self.occupied().reshape(-1).nonzero()[:, 0]
         if budget is None:  # instant-ngp: per cascade, 1/4 random + up to 1/4 occupied
             picked = []
