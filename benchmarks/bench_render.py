@@ -52,8 +52,8 @@ def analytic(ray_bundle, **kwargs):
 class BlobHead(AudioRadianceField):
     """RAD-NeRF's network with the blob's density: real per-sample cost, opaque geometry."""
 
-    def _geometry(self, points, enc_a, eye, cam=None):
-        _, geo, ambient = super()._geometry(points, enc_a, eye, cam)
+    def _geometry(self, points, audio_code, eye, camera_index=None):
+        _, geo, ambient = super()._geometry(points, audio_code, eye, camera_index)
         return blob_sigma(points), geo, ambient
 
 

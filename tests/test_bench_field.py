@@ -16,7 +16,7 @@ from pt3d_radnerf.models import AudioRadianceField  # noqa: E402
 def field():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a busy 2-core machine stalls multi-threaded regions for ~0.1 s each
-    yield AudioRadianceField("deepspeech", num_frames=20, grid_resolution=16)
+    yield AudioRadianceField("deepspeech", num_frames=20)
     torch.set_num_threads(threads)
 
 

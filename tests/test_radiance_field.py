@@ -164,7 +164,7 @@ def test_aux_out_appends_every_call_in_sample_order(field):
     torch.testing.assert_close(torch.cat(chunks["ambient"]), whole["ambient"][0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.cat(chunks["sigma"]), whole["sigma"][0], rtol=1e-5, atol=1e-5)
     # The reported sigma is the one behind the returned opacity.
-    torch.testing.assert_close(alpha[:, 0], 1 - torch.exp(-whole["sigma"][0] * ray_points(bundle).deltas))
+    torch.testing.assert_close(alpha, 1 - torch.exp(-whole["sigma"][0] * ray_points(bundle).deltas))
     # Dense bundles: flat per-sample rows in the row-major order of the opacities.
     dense, aux = MonteCarloRaysampler(-1, 1, -1, 1, 8, 5, 1.0, 5.0)(cameras()), {}
     with torch.no_grad():

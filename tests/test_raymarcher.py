@@ -102,7 +102,7 @@ def test_packed_bundle_matches_dense():
     mask[5] = False
     torch.testing.assert_close(got.reshape(-1, 4)[mask], want.reshape(-1, 4)[mask])
     assert got.reshape(-1, 4)[5].abs().sum() == 0
-    with pytest.raises(ValueError, match="packed bundles need"):
+    with pytest.raises(ValueError, match="on a packed bundle of S = 138 samples"):
         OccupancyGridRaymarcher()(torch.rand(3, 1), torch.rand(3, 3), ray_bundle=packed)
 
 
@@ -187,3 +187,25 @@ def test_packed_bundle_never_reaches_a_stock_raymarcher_silently():
     assert not hasattr(bundle, "lengths")
     with pytest.raises(AttributeError, match="mode='dense'"):
         ray_bundle_to_ray_points(bundle)
+
+
+def test_packed_aware_field_with_a_stock_raymarcher_raises():
+    """A field that accepts packed bundles (ours, via models.ray_points) returns flat (S,)
+    densities there: PyTorch3D's raymarcher refuses them (it needs a trailing density dimension
+    of 1) instead of compositing all S samples of the batch as one ray; ours renders them."""
+    from pt3d_radnerf.models import AudioRadianceField
+    from pt3d_radnerf.renderer import OccupancyGrid, OccupancyGridRaysampler
+
+    torch.manual_seed(0)
+    field = AudioRadianceField(audio_type=(16, 8), num_frames=2, log2_hashmap_size=12)
+    R, T = look_at_view_transform(dist=3.0, elev=[0.0, 20.0], azim=[0.0, 30.0])
+    cams = FoVPerspectiveCameras(R=R, T=T, fov=30.0)
+    sampler = OccupancyGridRaysampler(image_width=8, image_height=6, min_depth=1.0, max_depth=5.0,
+                                      occupancy_grid=OccupancyGrid(aabb=field.aabb, resolution=16))
+    bundle = sampler(cams)
+    densities, features = field(ray_bundle=bundle)
+    assert bundle.n_samples > 1 and densities.shape == (bundle.n_samples,)
+    with pytest.raises(ValueError, match="last dimension of rays_densities"):
+        ImplicitRenderer(sampler, EmissionAbsorptionRaymarcher())(cameras=cams, volumetric_function=field)
+    images, _ = ImplicitRenderer(sampler, OccupancyGridRaymarcher())(cameras=cams, volumetric_function=field)
+    assert images.shape == (2, 6, 8, 4) and torch.isfinite(images).all()

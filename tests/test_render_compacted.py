@@ -151,7 +151,7 @@ def test_rays_that_miss_and_bad_input():
     torch.testing.assert_close(img, torch.cat([torch.full((2, H, W, 3), 0.5), torch.zeros(2, H, W, 1)], -1))
     with pytest.raises(ValueError, match="mode='packed'"):
         render_compacted(cams, field, OccupancyGridRaysampler(image_width=W, image_height=H, mode="dense"))
-    with pytest.raises(ValueError, match="densities \\(S, 1\\) and features \\(S, C\\)"):
+    with pytest.raises(ValueError, match="densities \\(S,\\) \\(or \\(S, 1\\)\\) and features \\(S, C\\)"):
         render_compacted(cams, lambda ray_bundle, **kw: (ray_bundle.t_starts, ray_bundle.t_starts), sampler)
     with pytest.raises(ValueError, match="max_steps_per_iter"):
         render_compacted(cams, field, sampler, max_steps_per_iter=0)

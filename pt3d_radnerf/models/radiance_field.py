@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..audio import ATTENTION_FRAMES, feature_type
 from .audio_net import AudioAttNet, AudioNet
 from .encoders import HashGridEncoder, SHEncoder
-from .sampling import ray_points, sample_camera_index
+from .sampling import is_packed, ray_points, sample_camera_index
 
 RADNERF_AABB = (-1.0, -0.5, -1.0, 1.0, 0.5, 1.0)
 
@@ -335,7 +335,7 @@ class AudioRadianceField(nn.Module):
         """PyTorch3D implicit function: returns (opacities, rgb).
 
         Dense RayBundle (B, ..., P): opacities (B, ..., P, 1), rgb (B, ..., P, 3).
-        Packed bundle: (S, 1) and (S, 3). ``audio`` (B, 8, W, C) per camera (None = silence),
+        Packed bundle: (S,) and (S, 3) (flat densities: see models.sampling). ``audio`` (B, 8, W, C) per camera (None = silence),
         ``frame_index`` (B,) latent-code index per camera (None = code 0, as at inference),
         ``eye`` (B,) eye-area values (None = default_eye). ``audio_code`` (B, dim_aud): a
         precomputed ``encode_audio(audio)`` passed instead of ``audio``, for render loops that
@@ -365,4 +365,6 @@ class AudioRadianceField(nn.Module):
         if aux_out is not None:
             aux_out.setdefault("sigma", []).append(sigma)
             aux_out.setdefault("ambient", []).append(ambient)
-        return alpha.view(*lead_shape, 1), rgb.view(*lead_shape, 3)
+        # Packed: flat (S,) densities, which PyTorch3D's raymarchers refuse (models.sampling).
+        density_shape = lead_shape if is_packed(ray_bundle) else (*lead_shape, 1)
+        return alpha.view(density_shape), rgb.view(*lead_shape, 3)

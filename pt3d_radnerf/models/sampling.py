@@ -5,7 +5,10 @@ PyTorch3D hands an implicit function a dense ``RayBundle``: rays ``origins``/``d
 features (..., P, C))`` back. OccupancyGridRaysampler's packed mode hands it a
 ``PackedRayBundle`` instead: the same rays plus S samples packed over them (``ray_indices`` (S,),
 ``t_starts``/``t_ends`` (S,), ``packed_info`` (R, 2)), and expects per-sample outputs
-``(densities (S, 1), features (S, C))`` in the bundle's sample order.
+``(densities (S,), features (S, C))`` in the bundle's sample order. The densities are flat on
+purpose: PyTorch3D's raymarchers require a trailing density dimension of 1, so a packed field's
+output given to ``EmissionAbsorptionRaymarcher`` raises instead of being composited as one ray
+of S samples (OccupancyGridRaymarcher also accepts (S, 1)).
 
 To accept both kinds a field:
   1. gets its per-sample inputs from :func:`ray_points` (points, unit directions and metric
@@ -13,7 +16,8 @@ To accept both kinds a field:
      instead of ``pytorch3d.renderer.implicit.utils.ray_bundle_to_ray_points`` (which needs the
      dense ``lengths`` a packed bundle does not have);
   2. evaluates its network on the flattened samples and reshapes the outputs back to the leading
-     shape of ``points`` (``points.shape[:-1]``), with the output channels last;
+     shape of ``points`` (``points.shape[:-1]``), with the output channels last; densities get a
+     trailing channel of 1 for dense bundles only (``(..., P, 1)`` dense, ``(S,)`` packed);
   3. returns densities in the convention of the raymarcher it is used with (opacities in [0, 1]
      for EmissionAbsorptionRaymarcher / OccupancyGridRaymarcher's default "alpha" density_mode,
      e.g. ``1 - exp(-sigma * deltas)``);

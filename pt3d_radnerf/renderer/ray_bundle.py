@@ -63,7 +63,7 @@ class PackedRayBundle:
             "PackedRayBundle has no dense `lengths`: rays carry different numbers of samples, "
             "packed as (S,) arrays. A field accepts packed bundles by taking its (S, 3) points "
             "from pt3d_radnerf.models.ray_points(bundle) (or bundle.sample_points()) and "
-            "returning densities (S, 1) and features (S, C), composited by "
+            "returning densities (S,) and features (S, C), composited by "
             "OccupancyGridRaymarcher (PyTorch3D's raymarchers composite dense (..., P) samples "
             "only). For a field written for RayBundle, use OccupancyGridRaysampler(mode='dense')."
         )
@@ -87,6 +87,21 @@ class PackedRayBundle:
         """(S,) metric interval lengths ``(t_end - t_start) * |direction|``."""
         d_norm = self.directions.reshape(-1, 3).norm(dim=-1)[self.ray_indices]
         return (self.t_ends - self.t_starts) * d_norm
+
+
+def packed_field_outputs(densities: torch.Tensor, features: torch.Tensor, n_samples: int):
+    """Checks a field's outputs on a packed bundle of ``n_samples`` samples: densities (S,)
+    (the packed convention, see ``pt3d_radnerf.models.sampling``) or (S, 1), features (S, C).
+    Returns (densities (S,), features (S, C))."""
+    if densities.dim() == 2 and densities.shape[1] == 1:
+        densities = densities[:, 0]
+    if densities.shape != (n_samples,) or features.dim() != 2 or features.shape[0] != n_samples:
+        raise ValueError(
+            f"on a packed bundle of S = {n_samples} samples the volumetric function must return "
+            f"densities (S,) (or (S, 1)) and features (S, C), got {tuple(densities.shape)} and "
+            f"{tuple(features.shape)}"
+        )
+    return densities, features
 
 
 def pack_info(ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:

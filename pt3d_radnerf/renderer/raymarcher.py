@@ -5,7 +5,7 @@ Inside ``ImplicitRenderer`` it receives ``rays_densities``, ``rays_features`` an
 * dense bundles (PyTorch3D ``RayBundle``): densities (..., P, 1), features (..., P, C) ->
   images (..., C + 1) = ``cat(features, opacity)``, exactly EmissionAbsorptionRaymarcher's layout
   and values (with ``t_thresh=0`` and no background);
-* packed bundles (``PackedRayBundle``): densities (S, 1), features (S, C) -> images
+* packed bundles (``PackedRayBundle``): densities (S,) (or (S, 1)), features (S, C) -> images
   (*bundle.batch_shape, C + 1).
 
 Extras, all optional and off the drop-in path:
@@ -33,8 +33,9 @@ wrong higher-order gradients.
 Packed bundles and PyTorch3D's raymarchers: a :class:`PackedRayBundle` has no ``lengths``, so a
 field written for ``RayBundle`` (``ray_bundle_to_ray_points``) fails on it with an explanation
 instead of feeding packed samples to ``EmissionAbsorptionRaymarcher``; a field that accepts
-packed bundles must be paired with this raymarcher (PyTorch3D's would composite all (S,) samples
-as one ray).
+packed bundles returns flat densities (S,) there (``pt3d_radnerf.models.sampling``), which
+PyTorch3D's raymarchers refuse (they need a trailing density dimension of 1), so a packed field
+paired with them raises instead of compositing all S samples as one ray.
 """
 
 import warnings
@@ -44,7 +45,7 @@ import torch
 from pytorch3d.renderer.implicit.raymarching import _check_raymarcher_inputs
 
 from ..ops.composite import PYTORCH3D_EPS, composite, composite_dense
-from .ray_bundle import PackedRayBundle
+from .ray_bundle import PackedRayBundle, packed_field_outputs
 
 Background = Union[None, float, torch.Tensor]
 
@@ -161,14 +162,9 @@ class OccupancyGridRaymarcher(torch.nn.Module):
         return images
 
     def _packed(self, densities, features, bundle: PackedRayBundle, sigma: bool, t_thresh: float, eps: float):
-        s = bundle.n_samples
-        if densities.shape != (s, 1) or features.dim() != 2 or features.shape[0] != s:
-            raise ValueError(
-                f"packed bundles need rays_densities (S, 1) and rays_features (S, C) with S = {s} "
-                f"samples, got {tuple(densities.shape)} and {tuple(features.shape)}"
-            )
+        densities, features = packed_field_outputs(densities, features, bundle.n_samples)
         feats, opacity, depth, weights, _ = composite(
-            densities[:, 0], features, bundle.packed_info, bundle.t_mids(),
+            densities, features, bundle.packed_info, bundle.t_mids(),
             bundle.deltas() if sigma else None, self.density_mode, t_thresh, eps,
         )
         shape = bundle.batch_shape

@@ -30,22 +30,15 @@ import torch
 from .. import ops
 from ..ops.composite import PYTORCH3D_EPS
 from .occupancy_grid import OccupancyGrid
-from .ray_bundle import PackedRayBundle, pack_info
+from .ray_bundle import PackedRayBundle, pack_info, packed_field_outputs
 from .raymarcher import OccupancyGridRaymarcher, blend_background
 from .raysampler import OccupancyGridRaysampler
 
 
 def _field(volumetric_function, bundle: PackedRayBundle, cameras, kwargs):
-    """Evaluates the field on a packed bundle: (S, 1) densities and (S, C) features."""
+    """Evaluates the field on a packed bundle: densities (S,) and features (S, C)."""
     densities, features = volumetric_function(ray_bundle=bundle, cameras=cameras, **kwargs)
-    s = bundle.n_samples
-    if densities.shape != (s, 1) or features.dim() != 2 or features.shape[0] != s:
-        raise ValueError(
-            f"the volumetric function must return densities (S, 1) and features (S, C) for a "
-            f"packed bundle of S = {s} samples, got {tuple(densities.shape)} and "
-            f"{tuple(features.shape)}"
-        )
-    return densities[:, 0], features
+    return packed_field_outputs(densities, features, bundle.n_samples)
 
 
 def _check_packed(raysampler) -> None:
@@ -81,7 +74,7 @@ def composite_compacted(
 
     Args:
         volumetric_function: called as ``f(ray_bundle=PackedRayBundle, cameras=cameras,
-            **field_kwargs)`` on the alive rays' next samples; returns densities (S, 1) (alphas, or
+            **field_kwargs)`` on the alive rays' next samples; returns densities (S,) (alphas, or
             sigmas with ``density_mode="sigma"``) and features (S, C). The bundle keeps all
             rays (origins, directions, xys, camera_ids of ``rays``) and indexes them with
             ``ray_indices``, so per-camera inputs (audio, frame_index) work unchanged.
@@ -229,7 +222,7 @@ def render_chunked(
         part = replace(bundle, ray_indices=ri, t_starts=bundle.t_starts[s : s + chunk],
                        t_ends=bundle.t_ends[s : s + chunk], packed_info=pack_info(ri, bundle.n_rays))
         values, feats = _field(volumetric_function, part, cameras, kwargs)
-        densities.append(values[:, None])
+        densities.append(values)
         features.append(feats)
     return raymarcher(rays_densities=torch.cat(densities), rays_features=torch.cat(features),
                       ray_bundle=bundle, **kwargs)
