@@ -362,30 +362,44 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
         """Starts decoding the images of items ``indices`` on background threads (JPEG decoding
         releases the GIL), so a later ``image``/``__getitem__`` of them does not wait for the disk
         and the decoder; e.g. call it with the next step's frames before running this step.
-        At most ``cache_size`` decodes are pending; no-op with ``prefetch_workers=0``."""
-        if self.prefetch_workers == 0:
+        Finished decodes move into the LRU cache, so at most ``cache_size`` + ``prefetch_workers``
+        decoded images are held; no-op with ``prefetch_workers=0`` or ``cache_size=0``."""
+        if self.prefetch_workers == 0 or self.cache_size == 0:
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.prefetch_workers, thread_name_prefix="pt3d-radnerf-jpeg")
+        self._collect_prefetched()
         for i in torch.as_tensor(indices, dtype=torch.long).reshape(-1).tolist():
             img_id = self.img_ids[i]
-            if img_id in self._cache or img_id in self._pending or len(self._pending) >= max(1, self.cache_size):
-                continue
-            self._pending[img_id] = self._executor.submit(self._decode_checked, img_id)
+            if img_id not in self._cache and img_id not in self._pending and len(self._pending) < self.cache_size:
+                self._pending[img_id] = self._executor.submit(self._decode_checked, img_id)
+
+    def _collect_prefetched(self) -> None:
+        """Moves finished prefetches into the cache (failed ones stay, to raise when drawn)."""
+        for img_id, future in list(self._pending.items()):
+            if future.done() and future.exception() is None:
+                del self._pending[img_id]
+                self._store(img_id, future.result())
+
+    def _store(self, img_id: int, pixels: np.ndarray) -> None:
+        if self.cache_size > 0:
+            self._cache[img_id] = pixels
+            self._cache.move_to_end(img_id)
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
 
     def image(self, index: int) -> torch.Tensor:
         """(H, W, 3) float32 in [0, 1] of item ``index`` (decoded on first use, then LRU-cached)."""
         img_id = self.img_ids[index]
+        if self._pending:
+            self._collect_prefetched()
         if img_id in self._cache:
             self._cache.move_to_end(img_id)
             pixels = self._cache[img_id]
         else:
             pending = self._pending.pop(img_id, None)
             pixels = pending.result() if pending is not None else self._decode_checked(img_id)
-            if self.cache_size > 0:
-                self._cache[img_id] = pixels
-                if len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+            self._store(img_id, pixels)
         return torch.from_numpy(pixels).float() / 255.0
 
     def close(self) -> None:
