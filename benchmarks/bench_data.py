@@ -60,8 +60,8 @@ def make_folder(root: str, frames: int, size: int) -> None:
         json.dump(meta, f)
 
 
-def child(root: str, steps: int, cache_size: int, compute_ms: float) -> None:
-    """Runs in a fresh process; prints one json line of measurements."""
+def child(root: str, steps: int, cache_size: int, compute_ms: float, prefetch: bool) -> None:
+    """Runs in a fresh process (one per mode, so each peak RSS is its own); prints one json line."""
     def peak_mib():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
@@ -77,19 +77,13 @@ def child(root: str, steps: int, cache_size: int, compute_ms: float) -> None:
     out["rss_built"] = peak_mib()
     rng = random.Random(0)
     batches = [[rng.randrange(len(data)) for _ in range(BATCH)] for _ in range(steps + 1)]
-
-    def run(prefetch: bool) -> float:
-        data._cache.clear()
-        start = time.perf_counter()
-        for s in range(steps):
-            if prefetch:
-                data.prefetch(batches[s + 1])
-            torch.stack([data.image(i) for i in batches[s]])
-            time.sleep(compute_ms / 1000.0)
-        return steps / (time.perf_counter() - start)
-
-    out["steps_sync"] = run(prefetch=False)
-    out["steps_prefetch"] = run(prefetch=True)
+    start = time.perf_counter()
+    for s in range(steps):
+        if prefetch:
+            data.prefetch(batches[s + 1])
+        torch.stack([data.image(i) for i in batches[s]])
+        time.sleep(compute_ms / 1000.0)
+    out["steps_per_s"] = steps / (time.perf_counter() - start)
     out["rss_drawn"] = peak_mib()
     start = time.perf_counter()
     for i in range(20):
@@ -104,16 +98,17 @@ def main():
     p.add_argument("--quick", action="store_true", help="2,000 frames instead of 7,000")
     p.add_argument("--frames", type=int, default=None)
     p.add_argument("--size", type=int, default=450)
-    p.add_argument("--steps", type=int, default=None, help="training steps drawn (default: 60 quick, 300)")
+    p.add_argument("--steps", type=int, default=None, help="training steps drawn (default: 150 quick, 600)")
     p.add_argument("--cache-size", type=int, default=256, help="decoded images kept (LRU)")
     p.add_argument("--compute-ms", type=float, default=25.0, help="stand-in training computation per step")
-    p.add_argument("--child", nargs=4, metavar=("ROOT", "STEPS", "CACHE", "COMPUTE_MS"), help=argparse_hidden())
+    p.add_argument("--child", nargs=5, metavar=("ROOT", "STEPS", "CACHE", "COMPUTE_MS", "PREFETCH"),
+                   help=argparse_hidden())
     args = p.parse_args()
     if args.child:
-        root, steps, cache, compute = args.child
-        return child(root, int(steps), int(cache), float(compute))
+        root, steps, cache, compute, prefetch = args.child
+        return child(root, int(steps), int(cache), float(compute), prefetch == "1")
     frames = args.frames or (2000 if args.quick else 7000)
-    steps = args.steps or (60 if args.quick else 300)
+    steps = args.steps or (150 if args.quick else 600)
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         root = os.path.join(tmp, "data")
         start = time.perf_counter()
@@ -121,21 +116,25 @@ def main():
         print(f"generated {frames} frames at {args.size}x{args.size} in {time.perf_counter() - start:.1f} s")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
                                                           + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
-        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", root, str(steps),
-                               str(args.cache_size), str(args.compute_ms)],
-                              env=env, check=True, capture_output=True, text=True)
-        m = json.loads(done.stdout.strip().splitlines()[-1])
+        runs = {}
+        for mode in ("0", "1"):
+            done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", root, str(steps),
+                                   str(args.cache_size), str(args.compute_ms), mode],
+                                  env=env, check=True, capture_output=True, text=True)
+            runs[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    m, pf = runs["0"], runs["1"]
     cache_mib = args.cache_size * args.size * args.size * 3 / 2**20
     rows = [
         ["peak RSS after imports", f"{m['rss_imports']:.0f} MiB"],
         [f"peak RSS after building the dataset ({frames} frames, all load-time checks)", f"{m['rss_built']:.0f} MiB"],
         ["building the dataset", f"{m['build_s']:.2f} s"],
-        [f"peak RSS after {2 * steps} steps of {BATCH} frames (cache {args.cache_size} frames = "
-         f"{cache_mib:.0f} MiB as uint8)", f"{m['rss_drawn']:.0f} MiB"],
+        [f"peak RSS after {steps} steps of {BATCH} random frames (cache {args.cache_size} frames = "
+         f"{cache_mib:.0f} MiB as uint8), decoding on the training thread / prefetching",
+         f"{m['rss_drawn']:.0f} / {pf['rss_drawn']:.0f} MiB"],
         [f"JPEG decode, {args.size}x{args.size}", f"{m['decode_ms']:.1f} ms"],
         [f"steps/s, decode on the training thread (+{args.compute_ms:g} ms compute stand-in)",
-         f"{m['steps_sync']:.1f}"],
-        ["steps/s, next step's frames prefetched on a thread", f"{m['steps_prefetch']:.1f}"],
+         f"{m['steps_per_s']:.1f}"],
+        ["steps/s, next step's frames prefetched on a thread", f"{pf['steps_per_s']:.1f}"],
     ]
     publish("data", args.device, markdown_table(["measure", "value"], rows), args.write_readme)
 
