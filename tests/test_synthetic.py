@@ -95,6 +95,9 @@ def make_stale(folder):
         os.makedirs(os.path.join(folder, name, "gt_imgs"))
         with open(os.path.join(folder, name, "gt_imgs", "0.jpg"), "wb") as f:
             f.write(b"x" * 1000)
+    old = time.time() - synthetic.LEGACY_MIN_AGE_S - 60
+    os.utime(os.path.join(folder, names[1]), (old, old))
+    os.makedirs(os.path.join(folder, synthetic.LEGACY_TEMP_PREFIX + "recent"))  # maybe an old version's live one
     with open(os.path.join(folder, TEMP_PREFIX + "file.json"), "w") as f:
         f.write("{")
     return names + [TEMP_PREFIX + "file.json"]
@@ -111,7 +114,8 @@ def test_stale_temporaries_removed_on_next_start(dataset_root):
         assert set(names) <= set(os.listdir(folder))
     # The next start with no generator running removes them all and keeps the dataset.
     assert synthetic.ensure_synthetic(CONFIG, cache_dir=os.path.dirname(folder), progress=False) == dataset_root
-    assert sorted(os.listdir(folder)) == sorted([synthetic.LOCK_NAME, os.path.basename(dataset_root)])
+    assert sorted(os.listdir(folder)) == sorted([synthetic.LOCK_NAME, os.path.basename(dataset_root),
+                                                 synthetic.LEGACY_TEMP_PREFIX + "recent"])
 
 
 GENERATOR = textwrap.dedent("""

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -139,7 +140,8 @@ def generate(root: str, config: SyntheticConfig, progress: bool = True) -> None:
 
 
 LOCK_NAME = ".generating.lock"
-LEGACY_TEMP_PREFIX = ".partial-"  # the temporaries of format 1's own tempfile.mkdtemp
+LEGACY_TEMP_PREFIX = ".partial-"  # the temporaries of earlier versions' own tempfile.mkdtemp
+LEGACY_MIN_AGE_S = 3600.0  # earlier versions do not take the lock: spare their recent temporaries
 
 
 @contextlib.contextmanager
@@ -172,8 +174,9 @@ def remove_stale(folder: str) -> int:
         try:
             removed = remove_stale_temporaries(folder)
             for name in os.listdir(folder):
-                if name.startswith(LEGACY_TEMP_PREFIX):
-                    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+                path = os.path.join(folder, name)
+                if name.startswith(LEGACY_TEMP_PREFIX) and time.time() - os.lstat(path).st_mtime > LEGACY_MIN_AGE_S:
+                    shutil.rmtree(path, ignore_errors=True)
                     removed += 1
             return removed
         finally:
