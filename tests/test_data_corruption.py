@@ -152,6 +152,8 @@ CASES = [
     ("image_wrong_size", write_image(IMG, (SIZE, SIZE + 8, 3)), {}, ValueError, IMG, [FRAME]),
     ("image_not_a_jpeg", write_text(IMG, "not an image"), {}, ValueError, IMG, []),
     ("missing_landmarks", remove(LMS), {}, FileNotFoundError, LMS, [FRAME]),
+    ("landmarks_truncated", write_text(LMS, "10 12\n11 13\n"), {}, ValueError, LMS, [FRAME, "68"]),
+    ("landmark_nan", move_landmark(7, float("nan"), 20.0), {}, ValueError, LMS, [FRAME, "finite"]),
     ("landmark_left_of_image", move_landmark(5, -3.0, 20.0), {}, ValueError, LMS, [FRAME, "outside"]),
     ("landmark_below_image", move_landmark(40, 20.0, SIZE + 2.0), {}, ValueError, LMS, [FRAME, "outside"]),
     ("bc_larger", write_image("bc.jpg", (SIZE + 16, SIZE + 16, 3)), {}, ValueError, "bc.jpg", ["size"]),

@@ -306,7 +306,10 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
         path = os.path.join(self.root, "ori_imgs", f"{self.img_ids[k]}.lms")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"landmarks not found: {path} (frame {k} of {meta_path})")
-        lms = read_lms(path)
+        try:
+            lms = read_lms(path)
+        except ValueError as err:
+            raise ValueError(f"{err} (frame {k} of {meta_path})") from None
         outside = (lms[:, 0] < 0) | (lms[:, 0] > self.width) | (lms[:, 1] < 0) | (lms[:, 1] > self.height)
         if outside.any():
             j = int(np.argmax(outside))
