@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pt3d_radnerf.data import (TalkingHeadDataset, eye_area, lips_rect, lower_face_rect,
+from pt3d_radnerf.data import (TalkingHeadDataset, eye_area, lips_rect, lower_face_rect, read_image,
                                nerf_matrix_to_ngp, project_radnerf, radnerf_cameras)
 
 
@@ -121,7 +121,7 @@ def test_dataset_errors(tmp_path):
         TalkingHeadDataset(str(tmp_path / "nothing"))
     root = str(tmp_path / "short")
     make_folder(root, n_audio=2)  # audio covers 2 of 6 frames
-    with pytest.raises(ValueError, match="audio features cover 2 frames"):
+    with pytest.raises(ValueError, match=r"frame 4 \(img_id 4\) has aud_id 4.*aud_ds.npy\) cover 2 frames"):
         TalkingHeadDataset(root)
     root = str(tmp_path / "slack")
     make_folder(root, n_audio=5)  # one frame short: clamped
@@ -133,9 +133,8 @@ def test_dataset_errors(tmp_path):
     root = str(tmp_path / "missingimg")
     make_folder(root)
     os.remove(os.path.join(root, "gt_imgs", "3.jpg"))
-    ds = TalkingHeadDataset(root)
-    with pytest.raises(FileNotFoundError, match="3.jpg"):
-        ds[3]
+    with pytest.raises(FileNotFoundError, match="3.jpg"):  # at load, not when frame 3 is drawn
+        TalkingHeadDataset(root)
     root = str(tmp_path / "fps")
     meta = make_folder(root)
     meta["fps"] = 30
@@ -149,3 +148,55 @@ def test_dataset_errors(tmp_path):
         f.write("1 2\n")
     with pytest.raises(ValueError, match="2.lms"):
         TalkingHeadDataset(root)
+
+
+def write_au_csv(path, values, column=" AU45_r"):
+    # OpenFace's layout: a space after each comma, in the header too.
+    header = ["frame", " face_id", " timestamp", " confidence", " success", " AU01_r", column, " AU45_c"]
+    lines = [",".join(header)]
+    lines += [f"{i + 1}, 0, {i * 0.04:.2f}, 0.98, 1, 0.3, {v}, 1" for i, v in enumerate(values)]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("column", [" AU45_r", "AU45_r"])
+def test_eye_from_openface_au45(tmp_path, column):
+    root = str(tmp_path)
+    meta = make_folder(root)
+    meta["frames"] = meta["frames"][::-1]  # frames in another order than the csv rows
+    with open(os.path.join(root, "transforms_train.json"), "w") as f:
+        json.dump(meta, f)
+    values = [-0.4, 0.0, 0.7, 1.5, 2.0, 3.9]  # row i = img_id i
+    write_au_csv(os.path.join(root, "au.csv"), values, column)
+    ds = TalkingHeadDataset(root, eye_source="au")
+    want = [min(max(values[fr["img_id"]], 0.0), 2.0) / 2.0 for fr in meta["frames"]]  # ER-NeRF's clip(AU45, 0, 2) / 2
+    torch.testing.assert_close(ds.eye, torch.tensor(want))
+    assert ds[1]["eye"] == ds.eye[1]
+    landmarks = TalkingHeadDataset(root)  # the default stays RAD-NeRF's landmark eye area
+    assert landmarks.eye[0] == pytest.approx(eye_area(synthetic_landmarks(), W, H))
+    with pytest.raises(ValueError, match="eye_source"):
+        TalkingHeadDataset(root, eye_source="blink")
+
+
+def test_prefetch_and_dataloader(tmp_path):
+    make_folder(str(tmp_path))
+    ds = TalkingHeadDataset(str(tmp_path), cache_size=3, prefetch_workers=2)
+    direct = [read_image(os.path.join(str(tmp_path), "gt_imgs", f"{i}.jpg")) for i in range(6)]
+    ds.prefetch([1, 2, 3])
+    assert set(ds._pending) <= {1, 2, 3}
+    for i in (1, 2, 3, 0, 4):
+        assert torch.equal(ds.image(i), direct[i])
+    assert not ds._pending and list(ds._cache) == [3, 0, 4]  # bounded LRU of decoded uint8 frames
+    assert ds._cache[4].dtype == np.uint8
+    # Workers get a picklable copy without threads or cache.
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, [0, 1, 2, 3]), batch_size=2, num_workers=1)
+    batches = list(loader)
+    assert batches[1]["image"].shape == (2, H, W, 3)
+    assert torch.equal(batches[1]["image"][1], direct[3])
+    # A decode error surfaces from the prefetch thread with the file name.
+    with open(os.path.join(str(tmp_path), "gt_imgs", "5.jpg"), "r+b") as f:
+        f.truncate(300)
+    ds.prefetch(5)
+    with pytest.raises(ValueError, match="5.jpg"):
+        ds.image(5)
+    ds.close()

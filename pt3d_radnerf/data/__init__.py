@@ -2,9 +2,11 @@
 
 from .cameras import nerf_matrix_to_ngp, opencv_c2w_to_pytorch3d, project_radnerf, radnerf_cameras
 from .landmarks import eye_area, lips_rect, lower_face_rect, read_lms
-from .talking_head import TalkingHeadDataset, read_image
+from .talking_head import (EYE_SOURCES, TalkingHeadDataset, Transforms, decode_image, image_size, read_au45,
+                           read_image, read_transforms)
 
 __all__ = [
-    "TalkingHeadDataset", "eye_area", "lips_rect", "lower_face_rect", "nerf_matrix_to_ngp",
-    "opencv_c2w_to_pytorch3d", "project_radnerf", "radnerf_cameras", "read_image", "read_lms",
+    "EYE_SOURCES", "TalkingHeadDataset", "Transforms", "decode_image", "eye_area", "image_size",
+    "lips_rect", "lower_face_rect", "nerf_matrix_to_ngp", "opencv_c2w_to_pytorch3d", "project_radnerf",
+    "radnerf_cameras", "read_au45", "read_image", "read_lms", "read_transforms",
 ]

@@ -2,8 +2,9 @@
 
 ``ensure_synthetic()`` generates it once (deterministic from the seed) into a cache folder keyed by
 its configuration and returns the folder, which ``TalkingHeadDataset`` reads like any RAD-NeRF
-dataset. Generation writes into a temporary folder renamed into place when complete, so an
-interrupted run never leaves a half-written dataset behind.
+dataset. Generation writes through ``pt3d_radnerf.atomic.atomic_dir`` (a temporary folder renamed
+into place when complete), so an interrupted run never leaves a half-written dataset behind; the
+temporary a ``kill -9`` leaves is removed by the next ``ensure_synthetic`` (see ``remove_stale``).
 
 Contents: gt_imgs/<i>.jpg renders of the procedural head (PyTorch3D mesh renderer, CPU) over
 bc.jpg, ori_imgs/<i>.lms landmarks, aud.wav synthetic speech, transforms_{train,val}.json (the
@@ -11,12 +12,14 @@ last ``val_fraction`` of the clip held out with its audio), mouth_openness.npy (
 frame, for lip-sync evaluation), eye_openness.npy and config.json.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-import tempfile
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import atomic_dir, remove_stale_temporaries
 from ..audio.io import write_wav
 from .cameras import radnerf_cameras
 from .head_mesh import build_head
@@ -135,23 +139,67 @@ def generate(root: str, config: SyntheticConfig, progress: bool = True) -> None:
         json.dump({**dataclasses.asdict(config), "format_version": FORMAT_VERSION}, f)
 
 
+LOCK_NAME = ".generating.lock"
+LEGACY_TEMP_PREFIX = ".partial-"  # the temporaries of earlier versions' own tempfile.mkdtemp
+LEGACY_MIN_AGE_S = 3600.0  # earlier versions do not take the lock: spare their recent temporaries
+
+
+@contextlib.contextmanager
+def _generation_lock(folder: str):
+    """Held (shared) by every process generating into ``folder``; ``remove_stale`` takes it
+    exclusively. flock locks vanish with their process, so a killed generator never blocks cleanup."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, LOCK_NAME), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def remove_stale(folder: str) -> int:
+    """Removes the temporaries killed generators left in the cache ``folder`` and returns how many.
+
+    Only when no live process is generating there (the exclusive generation lock is free), since a
+    live generator's temporary looks exactly like a dead one's; otherwise removes nothing (the
+    next start will).
+    """
+    if not os.path.isdir(folder):
+        return 0
+    with open(os.path.join(folder, LOCK_NAME), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0
+        try:
+            removed = remove_stale_temporaries(folder)
+            for name in os.listdir(folder):
+                path = os.path.join(folder, name)
+                if name.startswith(LEGACY_TEMP_PREFIX) and time.time() - os.lstat(path).st_mtime > LEGACY_MIN_AGE_S:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed += 1
+            return removed
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def ensure_synthetic(config: Optional[SyntheticConfig] = None, cache_dir: Optional[str] = None,
                      progress: bool = True) -> str:
-    """Path of the synthetic dataset for ``config``, generating it on first use (atomically)."""
+    """Path of the synthetic dataset for ``config``, generating it on first use (atomically).
+
+    Every call first removes what killed generators left in the cache (``remove_stale``).
+    Concurrent calls for the same config may both generate; the first rename wins, the other's
+    copy is dropped.
+    """
     config = config or SyntheticConfig()
     cache_dir = cache_dir or default_cache_dir()
-    root = os.path.join(cache_dir, "synthetic", config.key())
+    folder = os.path.join(cache_dir, "synthetic")
+    root = os.path.join(folder, config.key())
+    remove_stale(folder)
     if os.path.isfile(os.path.join(root, "config.json")):
         return root
-    os.makedirs(os.path.dirname(root), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".partial-", dir=os.path.dirname(root))
-    try:
-        generate(os.path.join(tmp, "data"), config, progress)
-        try:
-            os.rename(os.path.join(tmp, "data"), root)
-        except OSError:
-            if not os.path.isfile(os.path.join(root, "config.json")):  # not a concurrent winner
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with _generation_lock(folder), atomic_dir(root) as tmp:
+        generate(tmp, config, progress)
+    if not os.path.isfile(os.path.join(root, "config.json")):  # a folder not made by this code was in the way
+        raise FileExistsError(f"{root} exists but is not a complete synthetic dataset (no config.json); remove it")
     return root
