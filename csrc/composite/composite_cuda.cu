@@ -5,7 +5,7 @@
 
 #include "common/cuda_utils.cuh"
 #include "composite/composite_math.h"
-#include "ops.h"
+#include "composite/composite.h"
 
 namespace pt3d_radnerf {
 namespace {
