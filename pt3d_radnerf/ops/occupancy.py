@@ -79,8 +79,8 @@ def occupancy_march(
         packed_info: (N, 2) int64 ``(start, count)``. No gradients (t values are constants,
         like PyTorch3D's ``lengths``; points stay differentiable through the rays).
     """
-    if not isinstance(rays_o, torch.Tensor):
-        raise TypeError(f"rays_o must be a torch.Tensor, got {type(rays_o).__name__}")
+    if not isinstance(rays_o, torch.Tensor) or not isinstance(rays_d, torch.Tensor):
+        raise TypeError("rays_o and rays_d must be torch.Tensor")
     return _ops.occupancy_march(
         rays_o.detach().contiguous(),
         rays_d.detach().contiguous(),
