@@ -1,12 +1,34 @@
-// The one Python module of the package: pt3d_radnerf._C.
+// The one extension module, pt3d_radnerf._C: registers every op with the PyTorch dispatcher
+// (torch.ops.pt3d_radnerf.*) and binds two build-introspection helpers with pybind11.
+//
+// Adding an op: its folder csrc/<op>/ (see README "Adding an op") and one define_<op>(m) line below.
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <numeric>
 #include <vector>
 
-#include "ops.h"
+#include "composite/composite.h"
+#include "grid_encode/grid_encode.h"
+#include "morton3d/morton3d.h"
+#include "near_far_from_aabb/near_far_from_aabb.h"
+#include "occupancy_march/occupancy_march.h"
+#include "packbits/packbits.h"
+#include "sh_encode/sh_encode.h"
+
+// Schemas of every op; each op's <op>.cpp registers its CPU and CUDA kernels.
+TORCH_LIBRARY(pt3d_radnerf, m) {
+  namespace p = pt3d_radnerf;
+  p::define_near_far_from_aabb(m);
+  p::define_morton3d(m);
+  p::define_packbits(m);
+  p::define_composite(m);
+  p::define_occupancy_march(m);
+  p::define_grid_encode(m);
+  p::define_sh_encode(m);
+}
 
 namespace {
 
@@ -31,44 +53,9 @@ int64_t parallel_for_threads(int64_t tasks) {
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  namespace p = pt3d_radnerf;
-  m.doc() = "pt3d_radnerf C++/CUDA kernels (see pt3d_radnerf.ops for the Python API)";
+  m.doc() = "pt3d_radnerf C++/CUDA kernels, registered as torch.ops.pt3d_radnerf.* (see "
+            "pt3d_radnerf.ops for the Python API)";
   m.def("with_cuda", &with_cuda, "True when the extension was compiled with CUDA kernels");
   m.def("parallel_for_threads", &parallel_for_threads, py::arg("tasks"),
         "Threads at::parallel_for used for `tasks` tasks (1 when built without OpenMP)");
-
-  m.def("near_far_from_aabb", &p::near_far_from_aabb, py::arg("rays_o"), py::arg("rays_d"),
-        py::arg("aabb"), py::arg("min_near"));
-  m.def("near_far_from_aabb_backward", &p::near_far_from_aabb_backward, py::arg("grad_near"),
-        py::arg("grad_far"), py::arg("rays_o"), py::arg("rays_d"), py::arg("aabb"),
-        py::arg("min_near"));
-  m.def("morton3d", &p::morton3d, py::arg("coords"));
-  m.def("morton3d_invert", &p::morton3d_invert, py::arg("codes"));
-  m.def("packbits", &p::packbits, py::arg("grid"), py::arg("threshold"));
-  m.def("composite_forward", &p::composite_forward, py::arg("values"), py::arg("deltas"),
-        py::arg("features"), py::arg("ts"), py::arg("packed_info"), py::arg("transmittance"),
-        py::arg("sigma_mode"), py::arg("t_thresh"), py::arg("eps"));
-  m.def("composite_backward", &p::composite_backward, py::arg("grad_features"),
-        py::arg("grad_opacity"), py::arg("grad_depth"), py::arg("grad_transmittance"),
-        py::arg("values"), py::arg("deltas"), py::arg("features"), py::arg("ts"),
-        py::arg("packed_info"), py::arg("transmittance"), py::arg("sigma_mode"),
-        py::arg("t_thresh"), py::arg("eps"));
-
-  // ---- grid_encode / sh_encode
-  m.def("grid_encode", &p::grid_encode, py::arg("inputs"), py::arg("embeddings"),
-        py::arg("offsets"), py::arg("scales"), py::arg("gridtype"), py::arg("align_corners"),
-        py::arg("interpolation"), py::arg("bound"));
-  m.def("grid_encode_backward", &p::grid_encode_backward, py::arg("grad_out"), py::arg("inputs"),
-        py::arg("embeddings"), py::arg("offsets"), py::arg("scales"), py::arg("gridtype"),
-        py::arg("align_corners"), py::arg("interpolation"), py::arg("bound"),
-        py::arg("input_grad"));
-  m.def("sh_encode", &p::sh_encode, py::arg("dirs"), py::arg("degree"));
-  m.def("sh_encode_backward", &p::sh_encode_backward, py::arg("grad_out"), py::arg("dirs"),
-        py::arg("degree"));
-
-  // ---- occupancy_march
-  m.def("occupancy_march", &p::occupancy_march, py::arg("rays_o"), py::arg("rays_d"),
-        py::arg("jitter"), py::arg("ray_t_min"), py::arg("aabb"), py::arg("bitfield"),
-        py::arg("cascades"), py::arg("resolution"), py::arg("t_min"), py::arg("t_max"),
-        py::arg("dt_min"), py::arg("dt_max"), py::arg("dt_gamma"), py::arg("max_samples"));
 }

@@ -1,8 +1,12 @@
-"""Loads the compiled extension pt3d_radnerf._C, with an actionable message when it is missing."""
+"""Loads the compiled extension pt3d_radnerf._C, with an actionable message when it is missing.
+
+Importing _C registers every kernel with the PyTorch dispatcher as ``torch.ops.pt3d_radnerf.*``
+(C++ ``TORCH_LIBRARY``); pt3d_radnerf.ops adds the fake (meta) and autograd registrations.
+"""
 
 import importlib
 
-import torch  # noqa: F401  (loads libc10 / libtorch, which _C links against)
+import torch  # loads libc10 / libtorch, which _C links against
 
 _C = None
 _IMPORT_ERROR = None
@@ -33,3 +37,9 @@ def load_extension():
 def cuda_compiled():
     """True when the extension contains the CUDA kernels."""
     return bool(load_extension().with_cuda())
+
+
+def custom_ops():
+    """``torch.ops.pt3d_radnerf``, after loading the extension that defines its ops."""
+    load_extension()
+    return torch.ops.pt3d_radnerf

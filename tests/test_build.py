@@ -26,17 +26,30 @@ def test_cpu_kernels_run_multithreaded():
         torch.set_num_threads(before)
 
 
-def test_unsupported_device_is_named():
-    # 'meta' tensors stand in for any device the kernels do not run on.
+def test_every_op_is_registered_with_the_dispatcher():
+    # CPU kernels for all, CUDA kernels (or the "built without CUDA" stub) for all, and a Meta
+    # kernel from the Python fake registration: torch.compile and shape propagation work.
+    names = [n for n in torch._C._dispatch_get_all_op_names() if n.startswith("pt3d_radnerf::")]
+    assert len(names) == 12
+    for name in names:
+        for key in ("CPU", "CUDA", "Meta"):
+            assert torch._C._dispatch_has_kernel_for_dispatch_key(name, key), (name, key)
+
+
+def test_meta_tensors_propagate_shapes():
     o = torch.empty(4, 3, device="meta")
-    with pytest.raises(ValueError, match="rays_o must be a CPU or CUDA tensor"):
-        pt3d_radnerf._C.near_far_from_aabb(o, o, torch.empty(6, device="meta"), 0.0)
+    near, far, hit = ops.near_far_from_aabb(o, o, [-1, -1, -1, 1, 1, 1])
+    assert near.device.type == "meta" and near.shape == (4,) and hit.dtype == torch.bool
 
 
+@requires_cuda
 def test_mixed_devices_are_named():
-    o = torch.zeros(4, 3)
+    o = torch.zeros(4, 3, device="cuda")
+    op = torch.ops.pt3d_radnerf.near_far_from_aabb
     with pytest.raises(ValueError, match="rays_d must be on the device of rays_o"):
-        pt3d_radnerf._C.near_far_from_aabb(o, o.to("meta"), torch.zeros(6), 0.0)
+        op(o, o.cpu(), torch.zeros(6), 0.0)
+    with pytest.raises(ValueError, match="aabb must be a CPU tensor"):
+        op(o, o, torch.zeros(6, device="cuda"), 0.0)
 
 
 @requires_cuda

@@ -130,10 +130,9 @@ def test_empty_and_bad_input():
         ops.composite(torch.zeros(2), torch.zeros(2, 3), info, density_mode="density")
     with pytest.raises(ValueError, match=r"transmittance must have shape \(R,\)"):
         ops.composite(torch.zeros(2), torch.zeros(2, 3), info, transmittance=torch.ones(3))
-    from pt3d_radnerf import _C
     with pytest.raises(ValueError, match=r"features must have shape \(S, C\)"):
-        _C.composite_forward(torch.zeros(2), torch.zeros(0), torch.zeros(3, 3), torch.zeros(2), info,
-                             torch.ones(2), False, 0.0, 0.0)
+        torch.ops.pt3d_radnerf.composite(torch.zeros(2), torch.zeros(0), torch.zeros(3, 3), torch.zeros(2), info,
+                                         torch.ones(2), False, 0.0, 0.0)
 
 
 @pytest.mark.parametrize("rows", [

@@ -31,8 +31,14 @@ def test_morton_is_a_bijection_on_a_128_grid():
 
 
 def test_morton_bad_input():
-    with pytest.raises(ValueError, match=r"coords must lie in \[0, 1023\]"):
+    with pytest.raises(ValueError, match=r"coords must lie in \[0, 1024\)"):
         ops.morton3d(torch.tensor([[1024, 0, 0]]))
+    # int64 values are range-checked before the cast to int32 (2^32 + 5 must not become 5).
+    with pytest.raises(ValueError, match=r"coords must lie in \[0, 1024\)"):
+        ops.morton3d(torch.tensor([[2**32 + 5, 0, 0]]))
+    with pytest.raises(ValueError, match=r"codes must lie in \[0, 2\^30\)"):
+        ops.morton3d_invert(torch.tensor([2**32 + 5]))
+    assert ops.morton3d(torch.tensor([[5, 1, 0]], dtype=torch.int64)).tolist() == [1 + 2 + 64]
     with pytest.raises(ValueError, match=r"coords must have shape \(N, 3\)"):
         ops.morton3d(torch.zeros(3, 2, dtype=torch.int32))
     with pytest.raises(TypeError, match="integer"):

@@ -206,8 +206,6 @@ def test_bad_input():
         ops.occupancy_march(o, d, AABB, bits, ray_t_min=torch.zeros(4, 1, dtype=o.dtype), **kw)
     with pytest.raises(TypeError, match="ray_t_min must have the dtype of rays_o"):
         ops.occupancy_march(o, d, AABB, bits, ray_t_min=torch.zeros(4), **kw)
-    with pytest.raises(ValueError, match="ray_t_min must be on the device of rays_o"):
-        ops.occupancy_march(o, d, AABB, bits, ray_t_min=torch.zeros(4, dtype=o.dtype, device="meta"), **kw)
 
 
 @requires_cuda

@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <cmath>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -72,22 +73,9 @@ inline void check_contiguous(const at::Tensor& t, const char* name) {
                     " must be contiguous (call .contiguous() before passing it)");
 }
 
-// Ops run on CPU tensors, or CUDA tensors when the extension was built with CUDA.
-inline void check_supported_device(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_VALUE(t.device().is_cpu() || t.device().is_cuda(), name,
-                    " must be a CPU or CUDA tensor, got device ", t.device());
-}
-
-// The one message every op gives for a CUDA tensor in a CPU-only build.
-[[noreturn]] inline void fail_built_without_cuda(const char* op) {
-  TORCH_CHECK_VALUE(false, "pt3d_radnerf.", op,
-                    ": got CUDA tensors but pt3d_radnerf was built without CUDA. Rebuild with "
-                    "a CUDA toolkit (FORCE_CUDA=1 pip install --no-build-isolation .) or move "
-                    "the inputs to the CPU.");
-  throw;  // unreachable; keeps [[noreturn]] honest for compilers that miss TORCH_CHECK's throw
-}
-
-// rays_o, rays_d (N, 3) float32/float64 and aabb (6,): same dtype, device, contiguous.
+// rays_o, rays_d (N, 3) float32/float64, same dtype and device, contiguous; aabb (6,) a CPU tensor
+// of their dtype (the box is six host values, so reading it never waits for a device), finite,
+// with min <= max on every axis.
 inline void check_rays_and_box(const at::Tensor& rays_o, const at::Tensor& rays_d,
                                const at::Tensor& aabb) {
   check_shape(rays_o, "rays_o", {-1, 3}, "(N, 3)");
@@ -97,12 +85,21 @@ inline void check_rays_and_box(const at::Tensor& rays_o, const at::Tensor& rays_
                    "rays_o must be float32 or float64, got ", rays_o.scalar_type());
   check_same_dtype(rays_d, "rays_d", rays_o, "rays_o");
   check_same_dtype(aabb, "aabb", rays_o, "rays_o");
-  check_supported_device(rays_o, "rays_o");
   check_same_device(rays_d, "rays_d", rays_o, "rays_o");
-  check_same_device(aabb, "aabb", rays_o, "rays_o");
+  TORCH_CHECK_VALUE(aabb.device().is_cpu(), "aabb must be a CPU tensor (six host values), got "
+                    "device ", aabb.device(), " (pt3d_radnerf.ops.as_aabb converts)");
   check_contiguous(rays_o, "rays_o");
   check_contiguous(rays_d, "rays_d");
   check_contiguous(aabb, "aabb");
+  double v[6];
+  for (int k = 0; k < 6; ++k) {
+    v[k] = aabb.scalar_type() == at::kFloat ? aabb.data_ptr<float>()[k] : aabb.data_ptr<double>()[k];
+  }
+  for (int k = 0; k < 3; ++k) {
+    TORCH_CHECK_VALUE(std::isfinite(v[k]) && std::isfinite(v[k + 3]) && v[k] <= v[k + 3],
+                      "aabb must be finite with min <= max on every axis, got (", v[0], ", ",
+                      v[1], ", ", v[2], ", ", v[3], ", ", v[4], ", ", v[5], ")");
+  }
 }
 
 }  // namespace pt3d_radnerf

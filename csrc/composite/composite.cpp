@@ -1,8 +1,8 @@
-// composite_forward / composite_backward: input validation and CPU/CUDA dispatch.
-#include <ATen/ATen.h>
+// composite / composite_backward: schemas, input validation and the CPU/CUDA kernel registrations.
+#include "composite/composite.h"
 
 #include "common/checks.h"
-#include "ops.h"
+#include "common/registration.h"
 
 namespace pt3d_radnerf {
 namespace {
@@ -48,7 +48,6 @@ void check_inputs(const at::Tensor& values, const at::Tensor& deltas, const at::
   check_same_dtype(transmittance, "transmittance", values, "values");
   if (sigma_mode) check_same_dtype(deltas, "deltas", values, "values");
   check_dtype(packed_info, "packed_info", at::kLong);
-  check_supported_device(values, "values");
   check_same_device(features, "features", values, "values");
   check_same_device(ts, "ts", values, "values");
   check_same_device(packed_info, "packed_info", values, "values");
@@ -63,53 +62,69 @@ void check_inputs(const at::Tensor& values, const at::Tensor& deltas, const at::
   if (!packed_info.is_cuda()) check_packed_rows(packed_info, S);
 }
 
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> composite_forward(
-    const at::Tensor& values, const at::Tensor& deltas, const at::Tensor& features,
-    const at::Tensor& ts, const at::Tensor& packed_info, const at::Tensor& transmittance,
-    bool sigma_mode, double t_thresh, double eps) {
-  check_inputs(values, deltas, features, ts, packed_info, transmittance, sigma_mode);
-  if (values.is_cuda()) {
-#ifdef WITH_CUDA
-    return composite_forward_cuda(values, deltas, features, ts, packed_info, transmittance,
-                                  sigma_mode, t_thresh, eps);
-#else
-    fail_built_without_cuda("composite_forward");
-#endif
-  }
-  return composite_forward_cpu(values, deltas, features, ts, packed_info, transmittance,
-                               sigma_mode, t_thresh, eps);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> composite_backward(
-    const at::Tensor& grad_features, const at::Tensor& grad_opacity, const at::Tensor& grad_depth,
-    const at::Tensor& grad_transmittance, const at::Tensor& values, const at::Tensor& deltas,
-    const at::Tensor& features, const at::Tensor& ts, const at::Tensor& packed_info,
-    const at::Tensor& transmittance, bool sigma_mode, double t_thresh, double eps) {
+void check_backward(const at::Tensor& grad_features, const at::Tensor& grad_opacity,
+                    const at::Tensor& grad_depth, const at::Tensor& grad_transmittance,
+                    const at::Tensor& values, const at::Tensor& deltas, const at::Tensor& features,
+                    const at::Tensor& ts, const at::Tensor& packed_info,
+                    const at::Tensor& transmittance, bool sigma_mode) {
   check_inputs(values, deltas, features, ts, packed_info, transmittance, sigma_mode);
   const int64_t R = packed_info.size(0);
   check_shape(grad_features, "grad_features", {R, features.size(1)}, "(R, C)");
   check_shape(grad_opacity, "grad_opacity", {R}, "(R,)");
   check_shape(grad_depth, "grad_depth", {R}, "(R,)");
   check_shape(grad_transmittance, "grad_transmittance", {R}, "(R,)");
-  for (const auto* g : {&grad_features, &grad_opacity, &grad_depth, &grad_transmittance}) {
-    check_same_dtype(*g, "grad", values, "values");
-    check_same_device(*g, "grad", values, "values");
-    check_contiguous(*g, "grad");
+  for (const auto& [g, name] : {std::pair{&grad_features, "grad_features"},
+                                std::pair{&grad_opacity, "grad_opacity"},
+                                std::pair{&grad_depth, "grad_depth"},
+                                std::pair{&grad_transmittance, "grad_transmittance"}}) {
+    check_same_dtype(*g, name, values, "values");
+    check_same_device(*g, name, values, "values");
+    check_contiguous(*g, name);
   }
-  if (values.is_cuda()) {
-#ifdef WITH_CUDA
-    return composite_backward_cuda(grad_features, grad_opacity, grad_depth, grad_transmittance,
-                                   values, deltas, features, ts, packed_info, transmittance,
-                                   sigma_mode, t_thresh, eps);
-#else
-    fail_built_without_cuda("composite_backward");
-#endif
+}
+
+}  // namespace
+
+void define_composite(torch::Library& m) {
+  m.def("composite(Tensor values, Tensor deltas, Tensor features, Tensor ts, Tensor packed_info, "
+        "Tensor transmittance, bool sigma_mode, float t_thresh, float eps) -> "
+        "(Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("composite_backward(Tensor grad_features, Tensor grad_opacity, Tensor grad_depth, "
+        "Tensor grad_transmittance, Tensor values, Tensor deltas, Tensor features, Tensor ts, "
+        "Tensor packed_info, Tensor transmittance, bool sigma_mode, float t_thresh, float eps) -> "
+        "(Tensor, Tensor, Tensor, Tensor)");
+}
+
+// One macro per direction keeps the CPU and CUDA registrations identical but for the backend.
+#define PT3D_COMPOSITE_FORWARD(BACKEND)                                                         \
+  [](const at::Tensor& values, const at::Tensor& deltas, const at::Tensor& features,           \
+     const at::Tensor& ts, const at::Tensor& packed_info, const at::Tensor& transmittance,     \
+     bool sigma_mode, double t_thresh, double eps) {                                           \
+    check_inputs(values, deltas, features, ts, packed_info, transmittance, sigma_mode);        \
+    return BACKEND(values, deltas, features, ts, packed_info, transmittance, sigma_mode,       \
+                   t_thresh, eps);                                                             \
   }
-  return composite_backward_cpu(grad_features, grad_opacity, grad_depth, grad_transmittance,
-                                values, deltas, features, ts, packed_info, transmittance,
-                                sigma_mode, t_thresh, eps);
+#define PT3D_COMPOSITE_BACKWARD(BACKEND)                                                        \
+  [](const at::Tensor& grad_features, const at::Tensor& grad_opacity,                          \
+     const at::Tensor& grad_depth, const at::Tensor& grad_transmittance,                       \
+     const at::Tensor& values, const at::Tensor& deltas, const at::Tensor& features,           \
+     const at::Tensor& ts, const at::Tensor& packed_info, const at::Tensor& transmittance,     \
+     bool sigma_mode, double t_thresh, double eps) {                                           \
+    check_backward(grad_features, grad_opacity, grad_depth, grad_transmittance, values,        \
+                   deltas, features, ts, packed_info, transmittance, sigma_mode);              \
+    return BACKEND(grad_features, grad_opacity, grad_depth, grad_transmittance, values,        \
+                   deltas, features, ts, packed_info, transmittance, sigma_mode, t_thresh,     \
+                   eps);                                                                       \
+  }
+
+TORCH_LIBRARY_IMPL(pt3d_radnerf, CPU, m) {
+  m.impl("composite", PT3D_COMPOSITE_FORWARD(composite_forward_cpu));
+  m.impl("composite_backward", PT3D_COMPOSITE_BACKWARD(composite_backward_cpu));
+}
+
+TORCH_LIBRARY_IMPL(pt3d_radnerf, CUDA, m) {
+  PT3D_CUDA_IMPL(m, "composite", PT3D_COMPOSITE_FORWARD(composite_forward_cuda));
+  PT3D_CUDA_IMPL(m, "composite_backward", PT3D_COMPOSITE_BACKWARD(composite_backward_cuda));
 }
 
 }  // namespace pt3d_radnerf

@@ -6,7 +6,7 @@
 
 #include "common/cpu_utils.h"
 #include "composite/composite_math.h"
-#include "ops.h"
+#include "composite/composite.h"
 
 namespace pt3d_radnerf {
 

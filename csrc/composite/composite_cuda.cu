@@ -1,11 +1,12 @@
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 
 #include "common/cuda_utils.cuh"
 #include "composite/composite_math.h"
-#include "ops.h"
+#include "composite/composite.h"
 
 namespace pt3d_radnerf {
 namespace {

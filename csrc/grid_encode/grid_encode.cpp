@@ -1,22 +1,27 @@
-// grid_encode: input validation, per-level layout (host) and CPU/CUDA dispatch.
-#include "grid_encode/grid_encode_math.h"
+// grid_encode: schemas, input validation, the per-level layout (host) and the CPU/CUDA kernel
+// registrations.
+#include "grid_encode/grid_encode.h"
+
+#include <ATen/ops/empty.h>
 
 #include <cmath>
+#include <string>
 
 #include "common/checks.h"
-#include "ops.h"
+#include "common/registration.h"
 
 namespace pt3d_radnerf {
 namespace {
 
 // Builds the per-level layout passed to the kernels; validates the level description.
-GridLevels make_levels(int64_t dim, int64_t table_rows, const std::vector<int64_t>& offsets,
-                       const std::vector<double>& scales, const std::string& gridtype,
-                       bool align_corners, const std::string& interpolation, double bound) {
+GridLevels make_levels(int64_t dim, int64_t table_rows, c10::ArrayRef<int64_t> offsets,
+                       c10::ArrayRef<double> scales, c10::string_view gridtype,
+                       bool align_corners, c10::string_view interpolation, double bound) {
   TORCH_CHECK_VALUE(gridtype == "hash" || gridtype == "tiled",
-                    "gridtype must be 'hash' or 'tiled', got '", gridtype, "'");
+                    "gridtype must be 'hash' or 'tiled', got '", std::string(gridtype), "'");
   TORCH_CHECK_VALUE(interpolation == "linear" || interpolation == "smoothstep",
-                    "interpolation must be 'linear' or 'smoothstep', got '", interpolation, "'");
+                    "interpolation must be 'linear' or 'smoothstep', got '",
+                    std::string(interpolation), "'");
   TORCH_CHECK_VALUE(std::isfinite(bound) && bound > 0, "bound must be finite and > 0, got ",
                     bound);
   const int64_t levels = static_cast<int64_t>(scales.size());
@@ -73,7 +78,6 @@ void check_grid_tensors(const at::Tensor& inputs, const at::Tensor& embeddings) 
   TORCH_CHECK_VALUE(c == 1 || c == 2 || c == 4 || c == 8,
                     "embeddings must have shape (rows, C) with C in {1, 2, 4, 8}, got ",
                     shape_str(embeddings));
-  check_supported_device(inputs, "inputs");
   check_same_device(embeddings, "embeddings", inputs, "inputs");
   if (inputs.is_cuda()) {
     check_dtype(inputs, "inputs", at::kFloat);
@@ -90,46 +94,68 @@ void check_grid_tensors(const at::Tensor& inputs, const at::Tensor& embeddings) 
   check_contiguous(embeddings, "embeddings");
 }
 
-}  // namespace
-
-at::Tensor grid_encode(const at::Tensor& inputs, const at::Tensor& embeddings,
-                       const std::vector<int64_t>& offsets, const std::vector<double>& scales,
-                       const std::string& gridtype, bool align_corners,
-                       const std::string& interpolation, double bound) {
+// The forward's validated level layout.
+GridLevels checked_levels(const at::Tensor& inputs, const at::Tensor& embeddings,
+                          c10::ArrayRef<int64_t> offsets, c10::ArrayRef<double> scales,
+                          c10::string_view gridtype, bool align_corners,
+                          c10::string_view interpolation, double bound) {
   check_grid_tensors(inputs, embeddings);
-  const GridLevels g = make_levels(inputs.size(1), embeddings.size(0), offsets, scales, gridtype,
-                                   align_corners, interpolation, bound);
-  if (inputs.is_cuda()) {
-#ifdef WITH_CUDA
-    return grid_encode_cuda(inputs, embeddings, g);
-#else
-    fail_built_without_cuda("grid_encode");
-#endif
-  }
-  return grid_encode_cpu(inputs, embeddings, g);
+  return make_levels(inputs.size(1), embeddings.size(0), offsets, scales, gridtype, align_corners,
+                     interpolation, bound);
 }
 
-std::tuple<at::Tensor, at::Tensor> grid_encode_backward(
-    const at::Tensor& grad_out, const at::Tensor& inputs, const at::Tensor& embeddings,
-    const std::vector<int64_t>& offsets, const std::vector<double>& scales,
-    const std::string& gridtype, bool align_corners, const std::string& interpolation,
-    double bound, bool input_grad) {
-  check_grid_tensors(inputs, embeddings);
-  const GridLevels g = make_levels(inputs.size(1), embeddings.size(0), offsets, scales, gridtype,
-                                   align_corners, interpolation, bound);
+void check_grad_out(const at::Tensor& grad_out, const at::Tensor& inputs,
+                    const at::Tensor& embeddings, const GridLevels& g) {
   check_shape(grad_out, "grad_out", {inputs.size(0), g.num_levels * embeddings.size(1)},
               "(N, num_levels * C)");
   check_same_dtype(grad_out, "grad_out", embeddings, "embeddings");
   check_same_device(grad_out, "grad_out", inputs, "inputs");
   check_contiguous(grad_out, "grad_out");
-  if (inputs.is_cuda()) {
-#ifdef WITH_CUDA
-    return grid_encode_backward_cuda(grad_out, inputs, embeddings, g, input_grad);
-#else
-    fail_built_without_cuda("grid_encode_backward");
-#endif
+}
+
+// The backends leave grad_inputs undefined without input_grad; the op returns (0,) instead.
+std::tuple<at::Tensor, at::Tensor> defined_grads(std::tuple<at::Tensor, at::Tensor> grads,
+                                                 const at::Tensor& inputs) {
+  if (!std::get<1>(grads).defined()) std::get<1>(grads) = at::empty({0}, inputs.options());
+  return grads;
+}
+
+}  // namespace
+
+void define_grid_encode(torch::Library& m) {
+  m.def("grid_encode(Tensor inputs, Tensor embeddings, int[] offsets, float[] scales, "
+        "str gridtype, bool align_corners, str interpolation, float bound) -> Tensor");
+  m.def("grid_encode_backward(Tensor grad_out, Tensor inputs, Tensor embeddings, int[] offsets, "
+        "float[] scales, str gridtype, bool align_corners, str interpolation, float bound, "
+        "bool input_grad) -> (Tensor, Tensor)");
+}
+
+#define PT3D_GRID_ENCODE(BACKEND)                                                               \
+  [](const at::Tensor& inputs, const at::Tensor& embeddings, c10::ArrayRef<int64_t> offsets,   \
+     c10::ArrayRef<double> scales, c10::string_view gridtype, bool align_corners,              \
+     c10::string_view interpolation, double bound) {                                           \
+    const GridLevels g = checked_levels(inputs, embeddings, offsets, scales, gridtype,         \
+                                        align_corners, interpolation, bound);                  \
+    return BACKEND(inputs, embeddings, g);                                                     \
   }
-  return grid_encode_backward_cpu(grad_out, inputs, embeddings, g, input_grad);
+#define PT3D_GRID_ENCODE_BACKWARD(BACKEND)                                                      \
+  [](const at::Tensor& grad_out, const at::Tensor& inputs, const at::Tensor& embeddings,       \
+     c10::ArrayRef<int64_t> offsets, c10::ArrayRef<double> scales, c10::string_view gridtype,  \
+     bool align_corners, c10::string_view interpolation, double bound, bool input_grad) {      \
+    const GridLevels g = checked_levels(inputs, embeddings, offsets, scales, gridtype,         \
+                                        align_corners, interpolation, bound);                  \
+    check_grad_out(grad_out, inputs, embeddings, g);                                           \
+    return defined_grads(BACKEND(grad_out, inputs, embeddings, g, input_grad), inputs);        \
+  }
+
+TORCH_LIBRARY_IMPL(pt3d_radnerf, CPU, m) {
+  m.impl("grid_encode", PT3D_GRID_ENCODE(grid_encode_cpu));
+  m.impl("grid_encode_backward", PT3D_GRID_ENCODE_BACKWARD(grid_encode_backward_cpu));
+}
+
+TORCH_LIBRARY_IMPL(pt3d_radnerf, CUDA, m) {
+  PT3D_CUDA_IMPL(m, "grid_encode", PT3D_GRID_ENCODE(grid_encode_cuda));
+  PT3D_CUDA_IMPL(m, "grid_encode_backward", PT3D_GRID_ENCODE_BACKWARD(grid_encode_backward_cuda));
 }
 
 }  // namespace pt3d_radnerf

@@ -13,7 +13,7 @@
 
 #include "common/cpu_utils.h"
 #include "grid_encode/grid_encode_math.h"
-#include "ops.h"
+#include "grid_encode/grid_encode.h"
 
 namespace pt3d_radnerf {
 namespace {

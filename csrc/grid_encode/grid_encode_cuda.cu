@@ -16,7 +16,7 @@
 
 #include "common/cuda_utils.cuh"
 #include "grid_encode/grid_encode_math.h"
-#include "ops.h"
+#include "grid_encode/grid_encode.h"
 
 namespace pt3d_radnerf {
 namespace {

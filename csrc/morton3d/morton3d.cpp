@@ -1,49 +1,61 @@
-// morton3d / morton3d_invert: input validation and CPU/CUDA dispatch.
+// morton3d / morton3d_invert: schemas, input validation and the CPU/CUDA kernel registrations.
+#include "morton3d/morton3d.h"
+
 #include <ATen/ATen.h>
 
 #include "common/checks.h"
+#include "common/registration.h"
 #include "morton3d/morton3d_math.h"
-#include "ops.h"
 
 namespace pt3d_radnerf {
+namespace {
 
-at::Tensor morton3d(const at::Tensor& coords) {
-  check_shape(coords, "coords", {-1, 3}, "(N, 3)");
-  check_dtype(coords, "coords", at::kInt);
-  check_supported_device(coords, "coords");
-  check_contiguous(coords, "coords");
-  if (coords.numel() > 0) {
-    TORCH_CHECK_VALUE(!((coords < 0) | (coords > kMortonMaxCoord)).any().item<bool>(),
-                      "coords must lie in [0, ", kMortonMaxCoord,
-                      "] (10 bits per axis, resolution <= 1024)");
+// Integer values in [0, hi], checked in their own dtype (a cast first would wrap 2^32 + 5 to 5),
+// then cast to the kernels' int32. CPU: ValueError. CUDA: an asynchronous device assert (no host
+// synchronisation per call).
+at::Tensor checked_int32(const at::Tensor& t, const char* name, int64_t hi, const char* range) {
+  TORCH_CHECK_TYPE(at::isIntegralType(t.scalar_type(), /*includeBool=*/false), name,
+                   " must be an integer tensor, got ", t.scalar_type());
+  if (t.numel() > 0) {
+    const at::Tensor bad = ((t < 0) | (t > hi)).any();
+    if (t.is_cuda()) {
+      at::_assert_async(bad.logical_not(), std::string(name) + " must lie in " + range);
+    } else {
+      TORCH_CHECK_VALUE(!bad.item<bool>(), name, " must lie in ", range);
+    }
   }
-  if (coords.is_cuda()) {
-#ifdef WITH_CUDA
-    return morton3d_cuda(coords);
-#else
-    fail_built_without_cuda("morton3d");
-#endif
-  }
-  return morton3d_cpu(coords);
+  return t.to(at::kInt).contiguous();
 }
 
-at::Tensor morton3d_invert(const at::Tensor& codes) {
+at::Tensor checked_coords(const at::Tensor& coords) {
+  check_shape(coords, "coords", {-1, 3}, "(N, 3)");
+  return checked_int32(coords, "coords", kMortonMaxCoord,
+                       "[0, 1024) (10 bits per axis, resolution <= 1024)");
+}
+
+at::Tensor checked_codes(const at::Tensor& codes) {
   check_shape(codes, "codes", {-1}, "(N,)");
-  check_dtype(codes, "codes", at::kInt);
-  check_supported_device(codes, "codes");
-  check_contiguous(codes, "codes");
-  if (codes.numel() > 0) {
-    TORCH_CHECK_VALUE(!((codes < 0) | (codes >= (1 << (3 * kMortonBitsPerAxis)))).any().item<bool>(),
-                      "codes must lie in [0, 2^30)");
-  }
-  if (codes.is_cuda()) {
-#ifdef WITH_CUDA
-    return morton3d_invert_cuda(codes);
-#else
-    fail_built_without_cuda("morton3d_invert");
-#endif
-  }
-  return morton3d_invert_cpu(codes);
+  return checked_int32(codes, "codes", (int64_t(1) << (3 * kMortonBitsPerAxis)) - 1, "[0, 2^30)");
+}
+
+}  // namespace
+
+void define_morton3d(torch::Library& m) {
+  m.def("morton3d(Tensor coords) -> Tensor");
+  m.def("morton3d_invert(Tensor codes) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(pt3d_radnerf, CPU, m) {
+  m.impl("morton3d", [](const at::Tensor& coords) { return morton3d_cpu(checked_coords(coords)); });
+  m.impl("morton3d_invert",
+         [](const at::Tensor& codes) { return morton3d_invert_cpu(checked_codes(codes)); });
+}
+
+TORCH_LIBRARY_IMPL(pt3d_radnerf, CUDA, m) {
+  PT3D_CUDA_IMPL(m, "morton3d",
+                 [](const at::Tensor& coords) { return morton3d_cuda(checked_coords(coords)); });
+  PT3D_CUDA_IMPL(m, "morton3d_invert",
+                 [](const at::Tensor& codes) { return morton3d_invert_cuda(checked_codes(codes)); });
 }
 
 }  // namespace pt3d_radnerf

@@ -2,7 +2,7 @@
 
 #include "common/cpu_utils.h"
 #include "morton3d/morton3d_math.h"
-#include "ops.h"
+#include "morton3d/morton3d.h"
 
 namespace pt3d_radnerf {
 

@@ -3,7 +3,7 @@
 
 #include "common/cpu_utils.h"
 #include "near_far_from_aabb/near_far_from_aabb_math.h"
-#include "ops.h"
+#include "near_far_from_aabb/near_far_from_aabb.h"
 
 namespace pt3d_radnerf {
 

@@ -7,7 +7,7 @@
 
 #include "common/cpu_utils.h"
 #include "occupancy_march/occupancy_march_math.h"
-#include "ops.h"
+#include "occupancy_march/occupancy_march.h"
 
 namespace pt3d_radnerf {
 

@@ -8,7 +8,7 @@
 
 #include "common/cuda_utils.cuh"
 #include "occupancy_march/occupancy_march_math.h"
-#include "ops.h"
+#include "occupancy_march/occupancy_march.h"
 
 namespace pt3d_radnerf {
 namespace {

@@ -2,7 +2,7 @@
 #include <ATen/ops/empty.h>
 
 #include "common/cuda_utils.cuh"
-#include "ops.h"
+#include "packbits/packbits.h"
 #include "packbits/packbits_math.h"
 
 namespace pt3d_radnerf {

@@ -1,10 +1,11 @@
-// sh_encode: input validation, normalisation table and CPU/CUDA dispatch.
-#include "sh_encode/sh_encode_math.h"
+// sh_encode: schemas, input validation, the normalisation table and the CPU/CUDA kernel
+// registrations.
+#include "sh_encode/sh_encode.h"
 
 #include <cmath>
 
 #include "common/checks.h"
-#include "ops.h"
+#include "common/registration.h"
 
 namespace pt3d_radnerf {
 namespace {
@@ -28,7 +29,6 @@ void check_sh(const at::Tensor& dirs, int64_t degree) {
   check_shape(dirs, "dirs", {-1, 3}, "(N, 3)");
   TORCH_CHECK_VALUE(degree >= 1 && degree <= kShMaxDegree, "degree must be in [1, ",
                     kShMaxDegree, "], got ", degree);
-  check_supported_device(dirs, "dirs");
   if (dirs.is_cuda()) {
     check_dtype(dirs, "dirs", at::kFloat);
   } else {
@@ -38,37 +38,40 @@ void check_sh(const at::Tensor& dirs, int64_t degree) {
   check_contiguous(dirs, "dirs");
 }
 
-}  // namespace
-
-at::Tensor sh_encode(const at::Tensor& dirs, int64_t degree) {
-  check_sh(dirs, degree);
-  const ShNorm norm = make_sh_norm();
-  if (dirs.is_cuda()) {
-#ifdef WITH_CUDA
-    return sh_encode_cuda(dirs, static_cast<int>(degree), norm);
-#else
-    fail_built_without_cuda("sh_encode");
-#endif
-  }
-  return sh_encode_cpu(dirs, static_cast<int>(degree), norm);
-}
-
-at::Tensor sh_encode_backward(const at::Tensor& grad_out, const at::Tensor& dirs,
-                              int64_t degree) {
+void check_sh_backward(const at::Tensor& grad_out, const at::Tensor& dirs, int64_t degree) {
   check_sh(dirs, degree);
   check_shape(grad_out, "grad_out", {dirs.size(0), degree * degree}, "(N, degree^2)");
   check_same_dtype(grad_out, "grad_out", dirs, "dirs");
   check_same_device(grad_out, "grad_out", dirs, "dirs");
   check_contiguous(grad_out, "grad_out");
-  const ShNorm norm = make_sh_norm();
-  if (dirs.is_cuda()) {
-#ifdef WITH_CUDA
-    return sh_encode_backward_cuda(grad_out, dirs, static_cast<int>(degree), norm);
-#else
-    fail_built_without_cuda("sh_encode_backward");
-#endif
+}
+
+}  // namespace
+
+void define_sh_encode(torch::Library& m) {
+  m.def("sh_encode(Tensor dirs, int degree) -> Tensor");
+  m.def("sh_encode_backward(Tensor grad_out, Tensor dirs, int degree) -> Tensor");
+}
+
+#define PT3D_SH_ENCODE(BACKEND)                                                   \
+  [](const at::Tensor& dirs, int64_t degree) {                                   \
+    check_sh(dirs, degree);                                                      \
+    return BACKEND(dirs, static_cast<int>(degree), make_sh_norm());              \
   }
-  return sh_encode_backward_cpu(grad_out, dirs, static_cast<int>(degree), norm);
+#define PT3D_SH_ENCODE_BACKWARD(BACKEND)                                          \
+  [](const at::Tensor& grad_out, const at::Tensor& dirs, int64_t degree) {       \
+    check_sh_backward(grad_out, dirs, degree);                                   \
+    return BACKEND(grad_out, dirs, static_cast<int>(degree), make_sh_norm());    \
+  }
+
+TORCH_LIBRARY_IMPL(pt3d_radnerf, CPU, m) {
+  m.impl("sh_encode", PT3D_SH_ENCODE(sh_encode_cpu));
+  m.impl("sh_encode_backward", PT3D_SH_ENCODE_BACKWARD(sh_encode_backward_cpu));
+}
+
+TORCH_LIBRARY_IMPL(pt3d_radnerf, CUDA, m) {
+  PT3D_CUDA_IMPL(m, "sh_encode", PT3D_SH_ENCODE(sh_encode_cuda));
+  PT3D_CUDA_IMPL(m, "sh_encode_backward", PT3D_SH_ENCODE_BACKWARD(sh_encode_backward_cuda));
 }
 
 }  // namespace pt3d_radnerf

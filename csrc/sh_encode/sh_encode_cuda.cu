@@ -3,7 +3,7 @@
 #include <ATen/ops/empty_like.h>
 
 #include "common/cuda_utils.cuh"
-#include "ops.h"
+#include "sh_encode/sh_encode.h"
 #include "sh_encode/sh_encode_math.h"
 
 namespace pt3d_radnerf {

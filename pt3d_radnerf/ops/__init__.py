@@ -1,6 +1,10 @@
-"""Low-level differentiable ops backed by the C++/CUDA kernels (one autograd Function each).
+"""Low-level ops backed by the C++/CUDA kernels.
 
-``pt3d_radnerf.ops.reference`` holds a pure-PyTorch twin of every op.
+Every kernel is a dispatcher op ``torch.ops.pt3d_radnerf.<name>`` (schema and CPU/CUDA kernels
+registered in C++, which also validates the inputs); the modules here register its fake (meta)
+implementation and its autograd formula with ``torch.library`` and wrap it in a function that only
+converts arguments (dtypes, contiguity, defaults). So the ops work under ``torch.compile``.
+``pt3d_radnerf.ops.reference`` holds a pure-PyTorch twin of every op (test oracle only).
 """
 
 from .composite import composite, composite_dense, dense_packed_info

@@ -1,4 +1,4 @@
-"""Emission-absorption compositing of packed or dense samples (one autograd Function).
+"""Emission-absorption compositing of packed or dense samples (op ``pt3d_radnerf::composite``).
 
 Math and gradient derivation: csrc/composite/composite_math.h. Deterministic: one sequential loop per
 ray on CPU and CUDA, no atomics.
@@ -9,10 +9,11 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from .._backend import load_extension
+from .._backend import custom_ops
 
 PYTORCH3D_EPS = 1e-10  # EmissionAbsorptionRaymarcher's transmittance epsilon
 DENSITY_MODES = ("alpha", "sigma")
+_ops = custom_ops()
 
 
 class Composited(NamedTuple):
@@ -25,29 +26,44 @@ class Composited(NamedTuple):
     transmittance: torch.Tensor  # (R,) T after the ray's last composited sample
 
 
-class _Composite(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, values, deltas, features, ts, packed_info, transmittance, sigma_mode, t_thresh, eps):
-        feats, opacity, depth, weights, trans = load_extension().composite_forward(
-            values, deltas, features, ts, packed_info, transmittance, sigma_mode, t_thresh, eps
-        )
-        ctx.save_for_backward(values, deltas, features, ts, packed_info, transmittance)
-        ctx.args = (sigma_mode, t_thresh, eps)
-        ctx.mark_non_differentiable(weights)
-        return feats, opacity, depth, weights, trans
+@torch.library.register_fake("pt3d_radnerf::composite")
+def _composite_fake(values, deltas, features, ts, packed_info, transmittance, sigma_mode, t_thresh, eps):
+    r, c = packed_info.shape[0], features.shape[1]
+    return (features.new_empty(r, c), features.new_empty(r), features.new_empty(r),
+            features.new_empty(values.shape[0]), features.new_empty(r))
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_feats, grad_opacity, grad_depth, _grad_weights, grad_trans):
-        values, deltas, features, ts, packed_info, transmittance = ctx.saved_tensors
-        sigma_mode, t_thresh, eps = ctx.args
-        g_values, g_deltas, g_features, g_trans = load_extension().composite_backward(
-            grad_feats.contiguous(), grad_opacity.contiguous(), grad_depth.contiguous(),
-            grad_trans.contiguous(), values, deltas, features, ts, packed_info, transmittance,
-            sigma_mode, t_thresh, eps,
-        )
-        return (g_values, (g_deltas if sigma_mode else None), g_features, None, None, g_trans,
-                None, None, None)
+
+@torch.library.register_fake("pt3d_radnerf::composite_backward")
+def _composite_backward_fake(grad_features, grad_opacity, grad_depth, grad_transmittance, values, deltas,
+                             features, ts, packed_info, transmittance, sigma_mode, t_thresh, eps):
+    return (torch.empty_like(values), torch.empty_like(values) if sigma_mode else values.new_empty(0),
+            torch.empty_like(features), torch.empty_like(transmittance))
+
+
+def _composite_setup(ctx, inputs, output):
+    values, deltas, features, ts, packed_info, transmittance, sigma_mode, t_thresh, eps = inputs
+    ctx.save_for_backward(values, deltas, features, ts, packed_info, transmittance)
+    ctx.args = (sigma_mode, t_thresh, eps)
+    ctx.mark_non_differentiable(output[3])  # weights
+
+
+def _composite_backward(ctx, grad_feats, grad_opacity, grad_depth, _grad_weights, grad_trans):
+    values, deltas, features, ts, packed_info, transmittance = ctx.saved_tensors
+    sigma_mode, t_thresh, eps = ctx.args
+    r = packed_info.shape[0]
+
+    def grad(g, *shape):  # unused outputs may come without a gradient
+        return values.new_zeros(shape) if g is None else g.contiguous()
+
+    g_values, g_deltas, g_features, g_trans = _ops.composite_backward(
+        grad(grad_feats, r, features.shape[1]), grad(grad_opacity, r), grad(grad_depth, r),
+        grad(grad_trans, r), values, deltas, features, ts, packed_info, transmittance, sigma_mode,
+        t_thresh, eps,
+    )
+    return g_values, (g_deltas if sigma_mode else None), g_features, None, None, g_trans, None, None, None
+
+
+torch.library.register_autograd("pt3d_radnerf::composite", _composite_backward, setup_context=_composite_setup)
 
 
 def composite(
@@ -92,11 +108,9 @@ def composite(
     sigma_mode = density_mode == "sigma"
     if sigma_mode and deltas is None:
         raise ValueError("deltas are required in density_mode='sigma'")
-    if features.dim() != 2:
-        raise ValueError(f"features must be (S, C), got {tuple(features.shape)}")
     dtype = torch.promote_types(values.dtype, features.dtype)
-    if dtype not in (torch.float32, torch.float64):
-        dtype = torch.float32
+    if dtype not in (torch.float32, torch.float64) and not dtype.is_complex:  # complex: the kernel refuses it
+        dtype = torch.float32  # integers, bools, float16/bfloat16
     values = values.reshape(-1).to(dtype).contiguous()
     features = features.to(dtype).contiguous()
     ts = torch.zeros_like(values) if ts is None else ts.reshape(-1).to(dtype).contiguous()
@@ -106,12 +120,14 @@ def composite(
         transmittance = values.new_ones(packed_info.shape[0] if packed_info.dim() == 2 else 0)
     else:
         transmittance = transmittance.reshape(-1).to(dtype).contiguous()
-    return Composited(*_Composite.apply(values, deltas, features, ts, packed_info, transmittance,
-                                        sigma_mode, float(t_thresh), float(eps)))
+    return Composited(*_ops.composite(values, deltas, features, ts, packed_info, transmittance, sigma_mode,
+                                      float(t_thresh), float(eps)))
 
 
 def dense_packed_info(n_rays: int, n_samples: int, device=None) -> torch.Tensor:
     """(R, 2) packed_info of R rays with P samples each, stored densely (ray r at r * P)."""
+    if n_rays < 0 or n_samples < 0:
+        raise ValueError(f"n_rays and n_samples must be >= 0, got {n_rays} and {n_samples}")
     starts = torch.arange(n_rays, device=device, dtype=torch.long) * n_samples
     return torch.stack([starts, torch.full_like(starts, n_samples)], -1)
 

@@ -27,9 +27,10 @@ from typing import List, Sequence, Tuple
 
 import torch
 
-from .._backend import load_extension
+from .._backend import custom_ops
 
 GRID_TYPES = ("hash", "tiled")
+_ops = custom_ops()
 INTERPOLATIONS = ("linear", "smoothstep")
 
 
@@ -59,24 +60,33 @@ def grid_level_layout(
     return offsets, scales
 
 
-class _GridEncode(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, inputs, embeddings, offsets, scales, gridtype, align_corners, interpolation, bound):
-        cfg = (list(offsets), list(scales), gridtype, bool(align_corners), interpolation, float(bound))
-        out = load_extension().grid_encode(inputs, embeddings, *cfg)
-        ctx.save_for_backward(inputs, embeddings)
-        ctx.cfg = cfg
-        return out
+@torch.library.register_fake("pt3d_radnerf::grid_encode")
+def _grid_encode_fake(inputs, embeddings, offsets, scales, gridtype, align_corners, interpolation, bound):
+    return embeddings.new_empty(inputs.shape[0], len(scales) * embeddings.shape[1])
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        inputs, embeddings = ctx.saved_tensors
-        grad_emb, grad_x = load_extension().grid_encode_backward(
-            grad_out.to(embeddings.dtype).contiguous(), inputs, embeddings, *ctx.cfg,
-            bool(ctx.needs_input_grad[0]),
-        )
-        return grad_x, grad_emb, None, None, None, None, None, None
+
+@torch.library.register_fake("pt3d_radnerf::grid_encode_backward")
+def _grid_encode_backward_fake(grad_out, inputs, embeddings, offsets, scales, gridtype, align_corners,
+                               interpolation, bound, input_grad):
+    return torch.empty_like(embeddings), torch.empty_like(inputs) if input_grad else inputs.new_empty(0)
+
+
+def _grid_encode_setup(ctx, inputs, output):
+    x, embeddings, *cfg = inputs
+    ctx.save_for_backward(x, embeddings)
+    ctx.cfg = cfg
+
+
+def _grid_encode_backward(ctx, grad_out):
+    x, embeddings = ctx.saved_tensors
+    input_grad = bool(ctx.needs_input_grad[0])
+    grad_emb, grad_x = _ops.grid_encode_backward(
+        grad_out.to(embeddings.dtype).contiguous(), x, embeddings, *ctx.cfg, input_grad)
+    return (grad_x if input_grad else None), grad_emb, None, None, None, None, None, None
+
+
+torch.library.register_autograd("pt3d_radnerf::grid_encode", _grid_encode_backward,
+                                setup_context=_grid_encode_setup)
 
 
 def grid_encode(
@@ -107,24 +117,33 @@ def grid_encode(
         raise TypeError("inputs and embeddings must be torch.Tensor")
     if check_nan and inputs.numel() and bool(torch.isnan(inputs).any()):
         raise ValueError("inputs contain NaN coordinates")
-    return _GridEncode.apply(inputs.contiguous(), embeddings.contiguous(), offsets, scales,
-                             gridtype, align_corners, interpolation, bound)
+    return _ops.grid_encode(inputs.contiguous(), embeddings.contiguous(), [int(o) for o in offsets],
+                            [float(s) for s in scales], gridtype, bool(align_corners), interpolation,
+                            float(bound))
 
 
-class _ShEncode(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, dirs, degree):
-        ctx.save_for_backward(dirs)
-        ctx.degree = degree
-        return load_extension().sh_encode(dirs, degree)
+@torch.library.register_fake("pt3d_radnerf::sh_encode")
+def _sh_encode_fake(dirs, degree):
+    return dirs.new_empty(dirs.shape[0], degree * degree)
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        (dirs,) = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None
-        return load_extension().sh_encode_backward(grad_out.contiguous(), dirs, ctx.degree), None
+
+@torch.library.register_fake("pt3d_radnerf::sh_encode_backward")
+def _sh_encode_backward_fake(grad_out, dirs, degree):
+    return torch.empty_like(dirs)
+
+
+def _sh_encode_setup(ctx, inputs, output):
+    dirs, degree = inputs
+    ctx.save_for_backward(dirs)
+    ctx.degree = degree
+
+
+def _sh_encode_backward(ctx, grad_out):
+    (dirs,) = ctx.saved_tensors
+    return _ops.sh_encode_backward(grad_out.contiguous(), dirs, ctx.degree), None
+
+
+torch.library.register_autograd("pt3d_radnerf::sh_encode", _sh_encode_backward, setup_context=_sh_encode_setup)
 
 
 def sh_encode(dirs: torch.Tensor, degree: int = 4) -> torch.Tensor:
@@ -140,4 +159,4 @@ def sh_encode(dirs: torch.Tensor, degree: int = 4) -> torch.Tensor:
     """
     if not isinstance(dirs, torch.Tensor):
         raise TypeError(f"dirs must be a torch.Tensor, got {type(dirs).__name__}")
-    return _ShEncode.apply(dirs.contiguous(), int(degree))
+    return _ops.sh_encode(dirs.contiguous(), int(degree))

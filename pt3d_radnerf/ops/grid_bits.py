@@ -2,7 +2,24 @@
 
 import torch
 
-from .._backend import load_extension
+from .._backend import custom_ops
+
+_ops = custom_ops()
+
+
+@torch.library.register_fake("pt3d_radnerf::morton3d")
+def _morton3d_fake(coords):
+    return coords.new_empty(coords.shape[0], dtype=torch.int32)
+
+
+@torch.library.register_fake("pt3d_radnerf::morton3d_invert")
+def _morton3d_invert_fake(codes):
+    return codes.new_empty(codes.shape[0], 3, dtype=torch.int32)
+
+
+@torch.library.register_fake("pt3d_radnerf::packbits")
+def _packbits_fake(grid, threshold):
+    return grid.new_empty(grid.numel() // 8, dtype=torch.uint8)
 
 
 def morton3d(coords: torch.Tensor) -> torch.Tensor:
@@ -14,9 +31,7 @@ def morton3d(coords: torch.Tensor) -> torch.Tensor:
     Returns:
         (N,) int32 codes; bits interleave as ``... z1 y1 x1 z0 y0 x0``.
     """
-    if coords.dtype not in (torch.int32, torch.int64, torch.int16, torch.uint8):
-        raise TypeError(f"coords must be an integer tensor, got {coords.dtype}")
-    return load_extension().morton3d(coords.to(torch.int32).contiguous())
+    return _ops.morton3d(coords)
 
 
 def morton3d_invert(codes: torch.Tensor) -> torch.Tensor:
@@ -28,9 +43,7 @@ def morton3d_invert(codes: torch.Tensor) -> torch.Tensor:
     Returns:
         (N, 3) int32 coordinates ``(x, y, z)``.
     """
-    if codes.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"codes must be int32 or int64, got {codes.dtype}")
-    return load_extension().morton3d_invert(codes.to(torch.int32).contiguous())
+    return _ops.morton3d_invert(codes)
 
 
 def packbits(grid: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -42,6 +55,6 @@ def packbits(grid: torch.Tensor, threshold: float) -> torch.Tensor:
         threshold: occupancy threshold.
 
     Returns:
-        (grid.numel() // 8,) uint8 bitfield.
+        (grid.numel() // 8,) uint8 bitfield (no gradient).
     """
-    return load_extension().packbits(grid.contiguous(), float(threshold))
+    return _ops.packbits(grid.detach().contiguous(), float(threshold))

@@ -10,9 +10,22 @@ from typing import Optional, Tuple
 
 import torch
 
-from .._backend import load_extension
+from .._backend import custom_ops
 from .grid_bits import morton3d
 from .ray_aabb import AabbLike, as_aabb
+
+_ops = custom_ops()
+
+
+@torch.library.register_fake("pt3d_radnerf::occupancy_march")
+def _occupancy_march_fake(rays_o, rays_d, jitter, ray_t_min, aabb, bitfield, cascades, resolution, t_min,
+                          t_max, dt_min, dt_max, dt_gamma, max_samples):
+    # The sample count depends on the bitfield's contents: a fresh unbacked size per call (meta tensors,
+    # which cannot carry one, get torch's "data-dependent output shape" error).
+    s = torch.library.get_ctx().new_dynamic_size()
+    n = rays_o.shape[0]
+    return (rays_o.new_empty(s, dtype=torch.long), rays_o.new_empty(s), rays_o.new_empty(s),
+            rays_o.new_empty(n, 2, dtype=torch.long))
 
 
 def occupancy_march(
@@ -59,7 +72,7 @@ def occupancy_march(
         jitter: optional (N,) offsets in [0, 1) of the first step (stratified training).
         ray_t_min: optional (N,) per-ray start depth (the resume point), same dtype as the rays;
             ``-inf`` = no extra bound, ``+inf`` or NaN = finished ray (no samples).
-        max_samples: keep at most this many samples per ray (None: unlimited).
+        max_samples: keep at most this many samples per ray (None or -1: unlimited).
 
     Returns:
         ray_indices: (S,) int64; t_starts, t_ends: (S,) in units of ``|d|``, sorted per ray;
@@ -68,30 +81,21 @@ def occupancy_march(
     """
     if not isinstance(rays_o, torch.Tensor) or not isinstance(rays_d, torch.Tensor):
         raise TypeError("rays_o and rays_d must be torch.Tensor")
-    box = as_aabb(aabb, rays_o)
-    dt_max = dt_min if dt_max is None else dt_max
-    ms = -1 if max_samples is None else int(max_samples)
-    if max_samples is not None and ms < 0:
-        raise ValueError(f"max_samples must be >= 0 or None, got {max_samples}")
-    if jitter is not None:
-        jitter = jitter.detach().contiguous()
-    if ray_t_min is not None:
-        ray_t_min = ray_t_min.detach().contiguous()
-    return load_extension().occupancy_march(
+    return _ops.occupancy_march(
         rays_o.detach().contiguous(),
         rays_d.detach().contiguous(),
-        jitter,
-        ray_t_min,
-        box,
+        None if jitter is None else jitter.detach().contiguous(),
+        None if ray_t_min is None else ray_t_min.detach().contiguous(),
+        as_aabb(aabb, rays_o),
         bitfield.contiguous(),
         int(cascades),
         int(resolution),
         float(t_min),
         float(t_max),
         float(dt_min),
-        float(dt_max),
+        float(dt_min if dt_max is None else dt_max),
         float(dt_gamma),
-        ms,
+        -1 if max_samples is None else int(max_samples),
     )
 
 
@@ -112,6 +116,8 @@ def dilate_occupancy(bits: torch.Tensor, resolution: int, iterations: int = 1) -
     Returns:
         (cascades, res^3) bool: a cell is set when it or a face neighbour was set.
     """
+    if bits.dim() != 2 or bits.shape[1] != resolution**3:
+        raise ValueError(f"bits must have shape (cascades, resolution^3 = {resolution**3}), got {tuple(bits.shape)}")
     if iterations <= 0:
         return bits
     perm = dense_to_morton_index(resolution, bits.device)
@@ -141,6 +147,9 @@ def decayed_max_update(
     Returns:
         the updated grid (a new tensor).
     """
+    if indices.shape != values.shape or indices.dim() != 1:
+        raise ValueError(f"indices and values must both have shape (M,), got {tuple(indices.shape)} and "
+                         f"{tuple(values.shape)}")
     flat = grid.reshape(-1).clone()
     old = flat[indices]
     new = torch.maximum(old * decay, values.to(flat.dtype))

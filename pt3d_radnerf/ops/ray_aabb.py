@@ -4,49 +4,50 @@ from typing import Sequence, Tuple, Union
 
 import torch
 
-from .._backend import load_extension
+from .._backend import custom_ops
 
 AabbLike = Union[torch.Tensor, Sequence[float]]
+_ops = custom_ops()
 
 
 def as_aabb(aabb: AabbLike, like: torch.Tensor) -> torch.Tensor:
-    """Returns the box as a contiguous (6,) tensor ``(xmin, ymin, zmin, xmax, ymax, zmax)``
-    with the dtype and device of ``like``.
-
-    Raises:
-        ValueError: wrong length, non-finite values, or min > max on some axis.
-    """
-    box = torch.as_tensor(aabb, dtype=like.dtype, device=like.device).reshape(-1)
-    if box.numel() != 6:
-        raise ValueError(f"aabb must have 6 values (xmin, ymin, zmin, xmax, ymax, zmax), got {box.numel()}")
-    if not bool(torch.isfinite(box).all()):
-        raise ValueError(f"aabb must be finite, got {box.tolist()}")
-    if bool((box[:3] > box[3:]).any()):
-        raise ValueError(f"aabb needs min <= max on every axis, got {box.tolist()}")
-    return box.contiguous()
+    """The box as a contiguous (6,) CPU tensor ``(xmin, ymin, zmin, xmax, ymax, zmax)`` in the
+    dtype of ``like``: the kernels read these six values on the host (never waiting for a device),
+    and validate them (6 finite values, min <= max). A CUDA ``aabb`` costs one small copy per call;
+    keep boxes as tuples or CPU tensors."""
+    return torch.as_tensor(aabb, dtype=like.dtype).reshape(-1).to("cpu").contiguous()
 
 
-class _NearFarFromAabb(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, rays_o, rays_d, aabb, min_near):
-        near, far, hit = load_extension().near_far_from_aabb(rays_o, rays_d, aabb, min_near)
-        ctx.save_for_backward(rays_o, rays_d, aabb)
-        ctx.min_near = min_near
-        ctx.mark_non_differentiable(hit)
-        return near, far, hit
+@torch.library.register_fake("pt3d_radnerf::near_far_from_aabb")
+def _near_far_fake(rays_o, rays_d, aabb, min_near):
+    n = rays_o.shape[0]
+    return rays_o.new_empty(n), rays_o.new_empty(n), rays_o.new_empty(n, dtype=torch.bool)
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_near, grad_far, _grad_hit):
-        rays_o, rays_d, aabb = ctx.saved_tensors
-        if grad_near is None:
-            grad_near = torch.zeros_like(rays_o[:, 0])
-        if grad_far is None:
-            grad_far = torch.zeros_like(rays_o[:, 0])
-        grad_o, grad_d = load_extension().near_far_from_aabb_backward(
-            grad_near.contiguous(), grad_far.contiguous(), rays_o, rays_d, aabb, ctx.min_near
-        )
-        return grad_o, grad_d, None, None
+
+@torch.library.register_fake("pt3d_radnerf::near_far_from_aabb_backward")
+def _near_far_backward_fake(grad_near, grad_far, rays_o, rays_d, aabb, min_near):
+    return torch.empty_like(rays_o), torch.empty_like(rays_d)
+
+
+def _near_far_setup(ctx, inputs, output):
+    rays_o, rays_d, aabb, min_near = inputs
+    ctx.save_for_backward(rays_o, rays_d, aabb)
+    ctx.min_near = min_near
+    ctx.mark_non_differentiable(output[2])
+
+
+def _near_far_backward(ctx, grad_near, grad_far, _grad_hit):
+    rays_o, rays_d, aabb = ctx.saved_tensors
+    zeros = rays_o.new_zeros(rays_o.shape[0])
+    grad_o, grad_d = _ops.near_far_from_aabb_backward(
+        zeros if grad_near is None else grad_near.contiguous(),
+        zeros if grad_far is None else grad_far.contiguous(), rays_o, rays_d, aabb, ctx.min_near,
+    )
+    return grad_o, grad_d, None, None
+
+
+torch.library.register_autograd("pt3d_radnerf::near_far_from_aabb", _near_far_backward,
+                                setup_context=_near_far_setup)
 
 
 def near_far_from_aabb(
@@ -76,8 +77,8 @@ def near_far_from_aabb(
             f"{tuple(rays_d.shape)}"
         )
     batch_shape = rays_o.shape[:-1]
-    box = as_aabb(aabb, rays_o)
-    near, far, hit = _NearFarFromAabb.apply(
-        rays_o.reshape(-1, 3).contiguous(), rays_d.reshape(-1, 3).contiguous(), box, float(min_near)
+    near, far, hit = _ops.near_far_from_aabb(
+        rays_o.reshape(-1, 3).contiguous(), rays_d.reshape(-1, 3).contiguous(), as_aabb(aabb, rays_o),
+        float(min_near),
     )
     return near.view(batch_shape), far.view(batch_shape), hit.view(batch_shape)
