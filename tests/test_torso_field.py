@@ -28,10 +28,11 @@ def test_sizes_match_radnerf():
     assert alpha.shape == (2, 7, 1) and rgb.shape == (2, 7, 3)
     assert 0 < alpha.min() and alpha.max() < 1 and 0 < rgb.min() and rgb.max() < 1
     # (N, 2) coords: the same pixels under every pose; no frame_index: code 0.
-    shared = torch.rand(5, 2) * 2 - 1
-    a2, r2 = field(shared, torch.randn(3, 6))
-    a0, r0 = field(shared[None].expand(3, -1, -1), torch.randn(3, 6) * 0 + 0, torch.zeros(3, dtype=torch.long))
-    assert a2.shape == (3, 5, 1) and torch.equal(a0[0], a0[2])
+    shared, poses = torch.rand(5, 2) * 2 - 1, torch.randn(3, 6)
+    a2, r2 = field(shared, poses)
+    a3, r3 = field(shared[None].expand(3, -1, -1), poses, torch.zeros(3, dtype=torch.long))
+    assert a2.shape == (3, 5, 1) and torch.equal(a2, a3) and torch.equal(r2, r3)
+    assert not torch.equal(a2[0], a2[1])  # the pose changes the torso
 
 
 def test_frequency_encoding_layout():
