@@ -235,8 +235,8 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
 
     Item ``i`` is a dict: ``image`` (H, W, 3) float32, ``index`` (i), ``img_id``, ``aud_index``,
     ``R`` (3, 3) / ``T`` (3,) PyTorch3D extrinsics, ``eye`` (), ``lower_face_rect`` and
-    ``lips_rect`` (x0, x1, y0, y1), ``torso_pose`` (6,); it holds no unpicklable state, so a ``DataLoader`` with
-    workers can decode images in other processes.
+    ``lips_rect`` (x0, x1, y0, y1), ``torso_pose`` (6,); it holds no unpicklable state, so a
+    ``DataLoader`` with workers can decode images in other processes.
     """
 
     def __init__(self, root: str, split: str = "train",
