@@ -7,11 +7,13 @@ Folder layout (as written by RAD-NeRF's / ER-NeRF's preprocessing, and by our sy
     ori_imgs/<img_id>.lms    68 landmarks "x y"     aud.wav     16 kHz speech
     aud_ds.npy | aud_eo.npy | aud.npy | aud_hu.npy  optional precomputed ASR features
     au.csv                   OpenFace action units (ER-NeRF's eye signal, column " AU45_r")
+    torso_imgs/<img_id>.png  optional RGBA neck + torso, head removed (see :mod:`.torso`)
 
 Everything a split references is checked when the dataset is built, not when a frame is first
 drawn, and every error names the file and, for per-frame data, the frame (its position in the
 json's ``frames`` list and its ``img_id``): the json's fields and types, finite 4x4 poses, that
-each ``gt_imgs/<img_id>.jpg`` exists with the split's size (read from the JPEG header, nothing is
+each ``gt_imgs/<img_id>.jpg`` (and ``torso_imgs/<img_id>.png`` with an alpha channel, when the
+folder has torso images) exists with the split's size (read from the headers, nothing is
 decoded), landmarks inside the image, ``bc.jpg``'s size, the ``aud_id`` range, and ``au.csv``.
 
 Audio/frame count mismatch: audio features are indexed by each frame's ``aud_id``. If the
@@ -35,6 +37,7 @@ from ..audio import (FEATURE_FILES, attention_windows, feature_type, find_featur
                      logmel_windows_from_file)
 from .cameras import NGP_OFFSET, NGP_SCALE, nerf_matrix_to_ngp, radnerf_cameras
 from .landmarks import eye_area, lips_rect, lower_face_rect, read_lms
+from .torso import TORSO_FOLDER, alpha_over, convert_poses, decode_rgba, torso_header, torso_path
 
 FPS = 25
 AUDIO_SLACK = 2
@@ -215,23 +218,30 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
             ``aud.npy`` of shape (N, 16, 29) is found too); a path to a .npy; or a (N, W, C) tensor.
         eye_source: "landmarks" (RAD-NeRF: both eyes' landmark polygon area, % of the image) or
             "au" (ER-NeRF: au.csv's AU45 clipped to [0, 2] / 2).
-        cache_size: decoded images kept in memory (LRU, as uint8); frames are never all preloaded.
+        torso: use ``torso_imgs/``: None = when the folder exists, True = required, False = ignore it.
+        cache_size: decoded images kept in memory (LRU, as uint8; as many torso images again
+            when the folder has them); frames are never all preloaded.
         prefetch_workers: threads that decode the images ``prefetch`` asks for (0: no prefetch).
         scale, offset: RAD-NeRF's ``nerf_matrix_to_ngp`` pose scale and offset.
 
     Attributes: ``img_ids``/``aud_ids`` (N lists), ``aud_index`` (N,) rows of ``audio_features``
-    (N_audio, W, C), ``eye`` (N,), ``R`` (N, 3, 3) / ``T`` (N, 3), ``lower_face_rects`` and
-    ``lips_rects`` (N lists of (x0, x1, y0, y1)), ``width``/``height``.
+    (N_audio, W, C), ``eye`` (N,), ``R`` (N, 3, 3) / ``T`` (N, 3), ``c2w`` (N, 4, 4) float64 in
+    RAD-NeRF's world, ``torso_poses`` (N, 6) float32 (its ``convert_poses``), ``has_torso``,
+    ``lower_face_rects`` and ``lips_rects`` (N lists of (x0, x1, y0, y1)), ``width``/``height``.
+
+    Torso (RAD-NeRF): ``torso_rgba(i)`` the frame's GT torso, ``torso_background(i)`` it composited
+    over ``bc.jpg``; ``head_background(i)`` is what the head is trained and evaluated head-only
+    over: the latter when the folder has torso images, else ``bc.jpg``.
 
     Item ``i`` is a dict: ``image`` (H, W, 3) float32, ``index`` (i), ``img_id``, ``aud_index``,
     ``R`` (3, 3) / ``T`` (3,) PyTorch3D extrinsics, ``eye`` (), ``lower_face_rect`` and
-    ``lips_rect`` (x0, x1, y0, y1); it holds no unpicklable state, so a ``DataLoader`` with
-    workers can decode images in other processes.
+    ``lips_rect`` (x0, x1, y0, y1), ``torso_pose`` (6,); it holds no unpicklable state, so a
+    ``DataLoader`` with workers can decode images in other processes.
     """
 
     def __init__(self, root: str, split: str = "train",
                  audio: Union[None, str, torch.Tensor] = None, eye_source: str = "landmarks",
-                 cache_size: int = 256, prefetch_workers: int = 1,
+                 torso: Optional[bool] = None, cache_size: int = 256, prefetch_workers: int = 1,
                  scale: float = NGP_SCALE, offset: Sequence[float] = NGP_OFFSET):
         if eye_source not in EYE_SOURCES:
             raise ValueError(f"eye_source must be one of {EYE_SOURCES}, got {eye_source!r}")
@@ -239,6 +249,8 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
             raise ValueError(f"cache_size must be an integer >= 0, got {cache_size!r}")
         if int(prefetch_workers) != prefetch_workers or prefetch_workers < 0:
             raise ValueError(f"prefetch_workers must be an integer >= 0, got {prefetch_workers!r}")
+        if torso not in (None, True, False):
+            raise ValueError(f"torso must be None (use torso_imgs/ when present), True or False, got {torso!r}")
         self.root, self.split, self.eye_source = root, split, eye_source
         self.cache_size, self.prefetch_workers = int(cache_size), int(prefetch_workers)
         meta_path = os.path.join(root, f"transforms_{split}.json")
@@ -247,11 +259,19 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
         self.width, self.height = meta.width, meta.height
         self.img_ids, self.aud_ids = meta.img_ids, meta.aud_ids
         self._check_images(meta_path)
+        torso_folder = os.path.join(root, TORSO_FOLDER)
+        if torso and not os.path.isdir(torso_folder):
+            raise FileNotFoundError(f"torso=True needs RAD-NeRF's RGBA torso images in {torso_folder}, "
+                                    f"which does not exist")
+        self.has_torso = torso is not False and os.path.isdir(torso_folder)
+        if self.has_torso:
+            self._check_torso_images(meta_path)
 
         self.c2w = nerf_matrix_to_ngp(meta.poses, scale, offset)  # (N, 4, 4) OpenCV c2w, RAD-NeRF world
         self._all_cameras = radnerf_cameras(meta.poses, self.fx, self.fy, self.cx, self.cy, self.width,
                                             self.height, scale, offset)
         self.R, self.T = self._all_cameras.R, self._all_cameras.T
+        self.torso_poses = convert_poses(self.c2w).float()  # (N, 6)
 
         lms = [self._landmarks(k, meta_path) for k in range(len(self.img_ids))]
         self.lower_face_rects = [lower_face_rect(l) for l in lms]
@@ -271,6 +291,8 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
         self.aud_index = torch.tensor([min(a, n_aud - 1) for a in self.aud_ids])
         self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()  # img_id -> (H, W, 3) uint8
         self._pending: Dict[int, Future] = {}
+        self._torso_cache: "OrderedDict[int, np.ndarray]" = OrderedDict()  # img_id -> (H, W, 4) uint8
+        self._torso_pending: Dict[int, Future] = {}
         self._executor: Optional[ThreadPoolExecutor] = None
         self._background: Optional[torch.Tensor] = None
 
@@ -300,6 +322,25 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
         if image_size(bc) != want:
             raise ValueError(f"{bc} is {image_size(bc)} (h, w), but the frames of {meta_path} are {want}; "
                              f"the background must have the frames' size")
+
+    def _check_torso_images(self, meta_path: str) -> None:
+        """Every referenced torso_imgs/<img_id>.png exists, has an alpha channel and size (h, w)."""
+        present = set(os.listdir(os.path.join(self.root, TORSO_FOLDER)))
+        want = (self.height, self.width)
+        for k, img_id in enumerate(self.img_ids):
+            path = torso_path(self.root, img_id)
+            if f"{img_id}.png" not in present:
+                missing = sum(f"{i}.png" not in present for i in self.img_ids)
+                raise FileNotFoundError(f"torso image not found: {path} (frame {k} of {meta_path}; {missing} of "
+                                        f"{len(self.img_ids)} referenced torso images are missing; pass "
+                                        f"torso=False to train without the ground-truth torso)")
+            height, width, has_alpha = torso_header(path)
+            if (height, width) != want:
+                raise ValueError(f"{path} (frame {k} of {meta_path}) is {(height, width)} (h, w), but the "
+                                 f"split's frames are {want}")
+            if not has_alpha:
+                raise ValueError(f"{path} (frame {k} of {meta_path}) has no alpha channel; RAD-NeRF's torso "
+                                 f"images are RGBA (alpha 0 outside the neck and torso)")
 
     def _landmarks(self, k: int, meta_path: str) -> np.ndarray:
         """(68, 2) landmarks of frame k, checked to lie inside the image."""
@@ -361,49 +402,94 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
                              f"{(self.height, self.width)}")
         return img
 
+    def _decode_torso_checked(self, img_id: int) -> np.ndarray:
+        rgba = decode_rgba(torso_path(self.root, img_id))
+        if rgba.shape[:2] != (self.height, self.width):
+            raise ValueError(f"{torso_path(self.root, img_id)} is {tuple(rgba.shape[:2])}, expected "
+                             f"{(self.height, self.width)}")
+        return rgba
+
+    def _stores(self):
+        """(cache, pending prefetches, decoder) of each kind of per-frame image the folder has."""
+        stores = [(self._cache, self._pending, self._decode_checked)]
+        if self.has_torso:
+            stores.append((self._torso_cache, self._torso_pending, self._decode_torso_checked))
+        return stores
+
     def prefetch(self, indices: Union[int, Sequence[int], torch.Tensor]) -> None:
-        """Starts decoding the images of items ``indices`` on background threads (JPEG decoding
-        releases the GIL), so a later ``image``/``__getitem__`` of them does not wait for the disk
-        and the decoder; e.g. call it with the next step's frames before running this step.
-        Finished decodes move into the LRU cache, so at most ``cache_size`` + ``prefetch_workers``
-        decoded images are held; no-op with ``prefetch_workers=0`` or ``cache_size=0``."""
+        """Starts decoding the images (and torso images) of items ``indices`` on background threads
+        (JPEG/PNG decoding releases the GIL), so a later ``image``/``torso_rgba``/``__getitem__``
+        of them does not wait for the disk and the decoder; e.g. call it with the next step's
+        frames before running this step. Finished decodes move into the LRU caches, so at most
+        ``cache_size`` + ``prefetch_workers`` decoded images of each kind are held; no-op with
+        ``prefetch_workers=0`` or ``cache_size=0``."""
         if self.prefetch_workers == 0 or self.cache_size == 0:
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.prefetch_workers, thread_name_prefix="pt3d-radnerf-jpeg")
         self._collect_prefetched()
-        for i in torch.as_tensor(indices, dtype=torch.long).reshape(-1).tolist():
-            img_id = self.img_ids[i]
-            if img_id not in self._cache and img_id not in self._pending and len(self._pending) < self.cache_size:
-                self._pending[img_id] = self._executor.submit(self._decode_checked, img_id)
+        img_ids = [self.img_ids[i] for i in torch.as_tensor(indices, dtype=torch.long).reshape(-1).tolist()]
+        for cache, pending, decode in self._stores():
+            for img_id in img_ids:
+                if img_id not in cache and img_id not in pending and len(pending) < self.cache_size:
+                    pending[img_id] = self._executor.submit(decode, img_id)
 
     def _collect_prefetched(self) -> None:
-        """Moves finished prefetches into the cache (failed ones stay, to raise when drawn)."""
-        for img_id, future in list(self._pending.items()):
-            if future.done() and future.exception() is None:
-                del self._pending[img_id]
-                self._store(img_id, future.result())
+        """Moves finished prefetches into the caches (failed ones stay, to raise when drawn)."""
+        for cache, pending, _ in self._stores():
+            for img_id, future in list(pending.items()):
+                if future.done() and future.exception() is None:
+                    del pending[img_id]
+                    self._store(cache, img_id, future.result())
 
-    def _store(self, img_id: int, pixels: np.ndarray) -> None:
+    def _store(self, cache: "OrderedDict[int, np.ndarray]", img_id: int, pixels: np.ndarray) -> None:
         if self.cache_size > 0:
-            self._cache[img_id] = pixels
-            self._cache.move_to_end(img_id)
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            cache[img_id] = pixels
+            cache.move_to_end(img_id)
+            if len(cache) > self.cache_size:
+                cache.popitem(last=False)
+
+    def _fetch(self, cache, pending, decode, index: int) -> np.ndarray:
+        """uint8 pixels of item ``index`` from one store: cached, prefetched or decoded now."""
+        img_id = self.img_ids[index]
+        if pending:
+            self._collect_prefetched()
+        if img_id in cache:
+            cache.move_to_end(img_id)
+            return cache[img_id]
+        future = pending.pop(img_id, None)
+        pixels = future.result() if future is not None else decode(img_id)
+        self._store(cache, img_id, pixels)
+        return pixels
 
     def image(self, index: int) -> torch.Tensor:
         """(H, W, 3) float32 in [0, 1] of item ``index`` (decoded on first use, then LRU-cached)."""
-        img_id = self.img_ids[index]
-        if self._pending:
-            self._collect_prefetched()
-        if img_id in self._cache:
-            self._cache.move_to_end(img_id)
-            pixels = self._cache[img_id]
-        else:
-            pending = self._pending.pop(img_id, None)
-            pixels = pending.result() if pending is not None else self._decode_checked(img_id)
-            self._store(img_id, pixels)
+        pixels = self._fetch(self._cache, self._pending, self._decode_checked, index)
         return torch.from_numpy(pixels).float() / 255.0
+
+    def _require_torso(self, what: str) -> None:
+        if not self.has_torso:
+            reason = "it was built with torso=False" if os.path.isdir(os.path.join(self.root, TORSO_FOLDER)) \
+                else f"{os.path.join(self.root, TORSO_FOLDER)} does not exist"
+            raise ValueError(f"{what} needs RAD-NeRF's torso images, but this dataset has none ({reason})")
+
+    def torso_rgba(self, index: int) -> torch.Tensor:
+        """(H, W, 4) float32 in [0, 1]: item ``index``'s ground-truth torso, straight alpha
+        (decoded on first use, then LRU-cached as uint8). ValueError without torso images."""
+        self._require_torso("torso_rgba")
+        pixels = self._fetch(self._torso_cache, self._torso_pending, self._decode_torso_checked, index)
+        return torch.from_numpy(pixels).float() / 255.0
+
+    def torso_background(self, index: int) -> torch.Tensor:
+        """(H, W, 3) float32: item ``index``'s ground-truth torso over ``bc.jpg`` (RAD-NeRF's
+        ``bg_torso_img``: the head stage's background and the torso stage's target). ValueError
+        without torso images."""
+        return alpha_over(self.torso_rgba(index), self.background)
+
+    def head_background(self, index: int) -> torch.Tensor:
+        """(H, W, 3) float32 the head field is trained and evaluated head-only over:
+        ``torso_background(index)`` when the dataset has torso images, else ``bc.jpg``."""
+        return self.torso_background(index) if self.has_torso else self.background
 
     def close(self) -> None:
         """Stops the prefetch threads (pending decodes are dropped)."""
@@ -411,10 +497,12 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
         self._pending.clear()
+        self._torso_pending.clear()
 
-    def __getstate__(self):  # DataLoader workers get a copy without threads, futures or cache
+    def __getstate__(self):  # DataLoader workers get a copy without threads, futures or caches
         state = self.__dict__.copy()
-        state.update(_cache=OrderedDict(), _pending={}, _executor=None)
+        state.update(_cache=OrderedDict(), _pending={}, _torso_cache=OrderedDict(), _torso_pending={},
+                     _executor=None)
         return state
 
     @property
@@ -443,4 +531,5 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
             "eye": self.eye[index],
             "lower_face_rect": self.lower_face_rects[index],
             "lips_rect": self.lips_rects[index],
+            "torso_pose": self.torso_poses[index],
         }

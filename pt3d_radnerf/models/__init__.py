@@ -5,8 +5,10 @@ from .audio_net import AudioAttNet, AudioNet
 from .encoders import HashGridEncoder, SHEncoder
 from .radiance_field import RADNERF_AABB, AudioRadianceField, trunc_exp
 from .sampling import RayPoints, is_packed, ray_points, sample_camera_index
+from .torso import FrequencyEncoder, TorsoField, composite_head_torso
 
 __all__ = [
-    "AudioAttNet", "AudioNet", "AudioRadianceField", "HashGridEncoder", "RADNERF_AABB", "RayPoints",
-    "SHEncoder", "is_packed", "ray_points", "sample_camera_index", "trunc_exp",
+    "AudioAttNet", "AudioNet", "AudioRadianceField", "FrequencyEncoder", "HashGridEncoder", "RADNERF_AABB",
+    "RayPoints", "SHEncoder", "TorsoField", "composite_head_torso", "is_packed", "ray_points",
+    "sample_camera_index", "trunc_exp",
 ]
