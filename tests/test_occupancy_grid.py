@@ -297,3 +297,15 @@ def test_raysampler_drives_updates_during_training():
     assert "update_step" in sampler.state_dict()
     with pytest.raises(ValueError, match="update_fn needs occupancy_grid"):
         OccupancyGridRaysampler(image_width=4, image_height=4, update_fn=alpha_fn)
+
+
+def test_aabb_is_checked_once_and_kept_on_the_host():
+    for bad in [(0.0, 0.0, 0.0, 1.0, float("nan"), 1.0), (0.0, 0.0, 0.0, float("inf"), 1.0, 1.0), (0.0, 1.0)]:
+        with pytest.raises(ValueError, match="aabb must be 6 finite numbers"):
+            OccupancyGrid(aabb=bad, resolution=8)
+    grid = OccupancyGrid(aabb=(-1.0, -0.5, -1.0, 1.0, 0.5, 1.0), resolution=8)
+    assert grid.box == (-1.0, -0.5, -1.0, 1.0, 0.5, 1.0)
+    other = OccupancyGrid(aabb=(-2.0, -0.5, -1.0, 1.0, 0.5, 1.0), resolution=8)
+    with pytest.raises(ValueError, match="saved for aabb .* build the grid with the same aabb"):
+        grid.load_state_dict(other.state_dict())
+    grid.load_state_dict(OccupancyGrid(aabb=grid.box, resolution=8).state_dict())

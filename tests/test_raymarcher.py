@@ -209,3 +209,22 @@ def test_packed_aware_field_with_a_stock_raymarcher_raises():
         ImplicitRenderer(sampler, EmissionAbsorptionRaymarcher())(cameras=cams, volumetric_function=field)
     images, _ = ImplicitRenderer(sampler, OccupancyGridRaymarcher())(cameras=cams, volumetric_function=field)
     assert images.shape == (2, 6, 8, 4) and torch.isfinite(images).all()
+
+
+def test_packed_bundle_fields_must_agree():
+    """A hand-built PackedRayBundle whose packed_info has a row count other than the number of
+    rays (or whose per-sample arrays disagree) is refused at construction, naming the field."""
+    o, d, xy = torch.zeros(2, 3, 3), torch.ones(2, 3, 3), torch.zeros(2, 3, 2)
+    t = torch.arange(4.0)
+    ri = torch.tensor([0, 0, 1, 5])
+    good = dict(origins=o, directions=d, xys=xy, ray_indices=ri, t_starts=t, t_ends=t + 1,
+                packed_info=pack_info(ri, 6))
+    PackedRayBundle(**good)
+    for field, value, want in [("packed_info", pack_info(ri, 5), r"\(6, 2\): one \(start, count\) row per ray"),
+                               ("t_ends", t[:3], r"\(4,\) like t_starts"),
+                               ("ray_indices", ri[:, None], r"\(4,\) like t_starts"),
+                               ("directions", d[0], r"\(2, 3, 3\)"),
+                               ("xys", xy[..., :1], r"\(2, 3, 2\)"),
+                               ("camera_ids", torch.zeros(6, dtype=torch.long), r"\(2, 3\)")]:
+        with pytest.raises(ValueError, match=f"PackedRayBundle.{field} must have shape {want}"):
+            PackedRayBundle(**{**good, field: value})

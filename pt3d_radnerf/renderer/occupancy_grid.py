@@ -72,6 +72,9 @@ class OccupancyGrid(nn.Module):
         if not 1 <= cascades <= 16:
             raise ValueError(f"cascades must be in [1, 16], got {cascades}")
         box = ops.as_aabb(aabb, torch.zeros(0))
+        if box.shape != (6,) or not bool(torch.isfinite(box).all()):
+            raise ValueError(f"aabb must be 6 finite numbers (xmin, ymin, zmin, xmax, ymax, zmax), "
+                             f"got {box.tolist()}")
         if bool((box[3:] <= box[:3]).any()):
             raise ValueError(f"aabb needs min < max on every axis, got {box.tolist()}")
         if update_every < 1:
@@ -94,6 +97,7 @@ class OccupancyGrid(nn.Module):
         self._threshold = 0.01 / self._step_size if threshold is None else float(threshold)
         self._cells_per_update = None if cells_per_update is None else int(cells_per_update)
         n = self._cascades * self._resolution**3
+        self._box = tuple(box.tolist())
         self.register_buffer("aabb", box)
         self.register_buffer("sigma", torch.full((self._cascades, self._resolution**3), float("nan")))
         self.register_buffer("bitfield", torch.full((n // 8,), 255, dtype=torch.uint8))
@@ -108,6 +112,16 @@ class OccupancyGrid(nn.Module):
     threshold = property(lambda self: self._threshold, doc="Occupancy threshold (sigma).")
     dilation = property(lambda self: self._dilation, doc="Bitfield dilation iterations.")
     cells_per_update = property(lambda self: self._cells_per_update, doc="Update budget.")
+    box = property(lambda self: self._box, doc="The base box as 6 host floats (what the march reads: "
+                   "no device copy per call, unlike the ``aabb`` buffer).")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The box is configuration (host copy above): refuse a state made for another box.
+        saved = state_dict.get(prefix + "aabb")
+        if saved is not None and tuple(saved.reshape(-1).tolist()) != self._box:
+            raise ValueError(f"occupancy grid state was saved for aabb {saved.reshape(-1).tolist()}, "
+                             f"this grid has {list(self._box)}: build the grid with the same aabb")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- queries ----------------------------------------------------------------------------
     @property

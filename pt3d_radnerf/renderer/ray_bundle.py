@@ -43,6 +43,27 @@ class PackedRayBundle:
     packed_info: torch.Tensor
     camera_ids: Optional[torch.Tensor] = None
 
+    def __post_init__(self) -> None:
+        # Shapes only (no device sync): a bundle whose fields disagree would be composited wrongly.
+        batch = tuple(self.origins.shape[:-1])
+        n_rays = self.origins.numel() // 3 if self.origins.shape[-1:] == (3,) else -1
+        s = tuple(self.t_starts.shape)
+        checks = (
+            ("origins", tuple(self.origins.shape[-1:]) == (3,), "(*batch, 3)"),
+            ("directions", tuple(self.directions.shape) == (*batch, 3), f"{(*batch, 3)}"),
+            ("xys", tuple(self.xys.shape) == (*batch, 2), f"{(*batch, 2)}"),
+            ("t_starts", len(s) == 1, "(S,)"),
+            ("t_ends", tuple(self.t_ends.shape) == s, f"{s} like t_starts"),
+            ("ray_indices", tuple(self.ray_indices.shape) == s, f"{s} like t_starts"),
+            ("packed_info", tuple(self.packed_info.shape) == (n_rays, 2),
+             f"({n_rays}, 2): one (start, count) row per ray"),
+            ("camera_ids", self.camera_ids is None or tuple(self.camera_ids.shape) == batch, f"{batch}"),
+        )
+        for name, ok, want in checks:
+            if not ok:
+                got = getattr(self, name)
+                raise ValueError(f"PackedRayBundle.{name} must have shape {want}, got {tuple(got.shape)}")
+
     @property
     def batch_shape(self) -> Tuple[int, ...]:
         return tuple(self.origins.shape[:-1])

@@ -349,7 +349,7 @@ class OccupancyGridRaysampler(nn.Module):
             o, d = rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3)
         grid = self.occupancy_grid
         jitter = torch.rand_like(o[:, 0]) if opt["stratified_sampling"] else None
-        ray_idx, t0, t1, info = ops.occupancy_march(o, d, grid.aabb, grid.bitfield, jitter=jitter,
+        ray_idx, t0, t1, info = ops.occupancy_march(o, d, grid.box, grid.bitfield, jitter=jitter,
                                                     **self._march(opt))
         if self.alpha_thre > 0 or self.t_thresh > 0:
             ray_idx, t0, t1, info = self._prune(volumetric_function, rays, ray_idx, t0, t1, info, field_kwargs)
@@ -444,7 +444,7 @@ class OccupancyGridRaysampler(nn.Module):
     def _march(self, opt) -> Dict:
         """:func:`ops.occupancy_march`'s keyword arguments for the options ``opt``."""
         grid = self.occupancy_grid
-        extent = float((grid.aabb[3:] - grid.aabb[:3]).max())
+        extent = max(hi - lo for lo, hi in zip(grid.box[:3], grid.box[3:]))
         dt_min = opt["dt_min"] or grid.step_size
         dt_max = opt["dt_max"]
         if dt_max is None:
@@ -484,9 +484,9 @@ class OccupancyGridRaysampler(nn.Module):
             return t_lin
         # Occupancy resolved at a quarter of the finest cell: points leave occupied cells by at
         # most 1/8 cell (a step is kept when its midpoint's cell is occupied).
-        fine = float((grid.aabb[3:] - grid.aabb[:3]).min()) / grid.resolution / 4
+        fine = min(hi - lo for lo, hi in zip(grid.box[:3], grid.box[3:])) / grid.resolution / 4
         march = dict(march, dt_min=fine, dt_max=fine, dt_gamma=0.0, max_samples=None)
-        ray_idx, t0, t1, info = ops.occupancy_march(o, d, grid.aabb, grid.bitfield, **march)
+        ray_idx, t0, t1, info = ops.occupancy_march(o, d, grid.box, grid.bitfield, **march)
         seg = (t1 - t0).double()
         occ_len = torch.zeros(n, dtype=torch.float64, device=o.device).index_add_(0, ray_idx, seg)
         if seg.numel() == 0:

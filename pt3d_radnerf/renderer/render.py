@@ -111,7 +111,7 @@ def composite_compacted(
         if cap is not None:
             n_step = min(n_step, cap - used)
         ri, t0, t1, info = ops.occupancy_march(
-            o[alive], d[alive], occupancy_grid.aabb, occupancy_grid.bitfield,
+            o[alive], d[alive], occupancy_grid.box, occupancy_grid.bitfield,
             ray_t_min=t_next[alive], max_samples=n_step, **march,
         )
         stats["iterations"] += 1
