@@ -1,8 +1,8 @@
 """Shared test helpers.
 
-CUDA tests use the `cuda` marker via `requires_cuda`: they are skipped only when no GPU is
-visible (torch.cuda.is_available() is called, not referenced), and fail loudly if a GPU is
-visible but the extension was built without CUDA.
+CUDA tests are decorated with `requires_cuda` and skipped when no GPU is visible; on a machine
+with a GPU they run against the CUDA kernels (an extension built without CUDA then fails them
+with its "built without CUDA" error).
 """
 
 import pytest

@@ -1,7 +1,7 @@
 // Host/device portability for the per-element math headers.
 //
-// Every op keeps its per-element math in csrc/<op>/<op>.h as PT3D_HD inline functions
-// that include no torch header. The CPU loop (<op>_cpu.cpp) and the CUDA kernel (<op>.cu)
+// Every op keeps its per-element math in csrc/<op>/<op>_math.h as PT3D_HD inline functions
+// that include no torch header. The CPU loop (<op>_cpu.cpp) and the CUDA kernel (<op>_cuda.cu)
 // both call them, so CPU tests exercise the exact arithmetic the GPU runs.
 #pragma once
 
@@ -10,10 +10,8 @@
 
 #if defined(__CUDACC__)
 #define PT3D_HD __host__ __device__ __forceinline__
-#define PT3D_DEVICE __device__ __forceinline__
 #else
 #define PT3D_HD inline
-#define PT3D_DEVICE inline
 #endif
 
 namespace pt3d_radnerf {
