@@ -170,11 +170,18 @@ std::tuple<at::Tensor, at::Tensor> grid_encode_backward_cpu(const at::Tensor& gr
                   [&](int64_t i, const GridCell<scalar_t, D>& cell,
                       const GridCorners<scalar_t, D>& k) {
                     const scalar_t* gi = go + ((first + i) * L + level) * C;
-                    for (uint32_t bits = 0; bits < (1u << D); ++bits) {
-                      const uint32_t r = k.row[bits];
-                      if (r < lo || r >= hi) continue;
-                      scalar_t* dst = table_grad + static_cast<int64_t>(r) * C;
-                      for (int c = 0; c < C; ++c) dst[c] += k.w[bits] * gi[c];
+                    if (parts == 1) {
+                      for (uint32_t bits = 0; bits < (1u << D); ++bits) {
+                        scalar_t* dst = table_grad + static_cast<int64_t>(k.row[bits]) * C;
+                        for (int c = 0; c < C; ++c) dst[c] += k.w[bits] * gi[c];
+                      }
+                    } else {
+                      for (uint32_t bits = 0; bits < (1u << D); ++bits) {
+                        const uint32_t r = k.row[bits];
+                        if (r < lo || r >= hi) continue;
+                        scalar_t* dst = table_grad + static_cast<int64_t>(r) * C;
+                        for (int c = 0; c < C; ++c) dst[c] += k.w[bits] * gi[c];
+                      }
                     }
                     if (with_input) {
                       scalar_t* p = level_partial + i * D;

@@ -47,7 +47,7 @@ namespace pt3d_radnerf {
 
 // At most this many lattice steps per ray and call (2^22, about 4.2 M): far above any useful
 // march (a 128^3 grid's diagonal is ~220 steps of its cell size), low enough that a bad dt_min
-// fails in milliseconds instead of hanging.
+// fails within a fraction of a second instead of hanging.
 constexpr int64_t kMaxLatticeSteps = int64_t(1) << 22;
 // march_ray's error results (sample counts are >= 0).
 constexpr int64_t kMarchStuck = -1;    // t + dt / |d| == t: dt below the precision of t
@@ -55,7 +55,7 @@ constexpr int64_t kMarchTooLong = -2;  // more than kMaxLatticeSteps lattice ste
 // Empty blocks are shrunk by this fraction of a cell before skipping to their exit: far above
 // the rounding of a midpoint's cell coordinate, even in float32.
 constexpr double kSkipMargin = 1.0 / 64.0;
-// Blocks of 2^kSummaryLevel cells per axis are summarised by one bit (see make_march_params).
+// Blocks of 2^kSummaryLevel cells per axis are summarised by one bit (march_summary_byte).
 constexpr int kSummaryLevel = 3;
 constexpr int kMaxSkipLevel = 6;  // largest skipped block: 64^3 cells (64 summary bytes)
 
