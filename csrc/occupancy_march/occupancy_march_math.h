@@ -294,32 +294,37 @@ PT3D_HD T metric_step(T t, T norm, const MarchParams<T>& p) {
   return clamp_value(t * norm * p.dt_gamma, p.dt_min, p.dt_max);
 }
 
-// The power of two 2^e with t in [2^(e-1), 2^e) (t > 0 finite): the end of t's binade.
+// The power of two 2^e with t in [2^(e-1), 2^e) (t > 0 finite): the end of t's binade (for a
+// subnormal t, 2 * FLT_MIN / DBL_MIN: the spacing is the same up to there).
 PT3D_HD float binade_end(float t) {
-  int e;
 #if defined(__CUDA_ARCH__)
-  frexpf(t, &e);
-  return ldexpf(1.0f, e);
+  uint32_t bits = __float_as_uint(t);
 #else
   uint32_t bits;
   std::memcpy(&bits, &t, sizeof(bits));
-  if ((bits & 0x7f800000u) == 0) return 2.0f * FLT_MIN;  // subnormal: one spacing up to 2^-125
-  bits = (bits & 0x7f800000u) + 0x00800000u;
+#endif
+  if ((bits & 0x7f800000u) == 0) return 2.0f * FLT_MIN;
+  bits = (bits & 0x7f800000u) + 0x00800000u;  // exponent + 1, mantissa 0
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(bits);
+#else
   std::memcpy(&t, &bits, sizeof(bits));
   return t;
 #endif
 }
 
 PT3D_HD double binade_end(double t) {
-  int e;
 #if defined(__CUDA_ARCH__)
-  frexp(t, &e);
-  return ldexp(1.0, e);
+  uint64_t bits = static_cast<uint64_t>(__double_as_longlong(t));
 #else
   uint64_t bits;
   std::memcpy(&bits, &t, sizeof(bits));
+#endif
   if ((bits & 0x7ff0000000000000ull) == 0) return 2.0 * DBL_MIN;
   bits = (bits & 0x7ff0000000000000ull) + 0x0010000000000000ull;
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(bits));
+#else
   std::memcpy(&t, &bits, sizeof(bits));
   return t;
 #endif
