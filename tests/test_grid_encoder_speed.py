@@ -58,15 +58,18 @@ def test_radnerf_grid_matches_twin(dim, dtype):
     assert bool((y[outside] == 0).all()) and bool((gx[outside] == 0).all())
 
 
-@pytest.mark.parametrize("gridtype,interpolation", [("tiled", "linear"), ("hash", "smoothstep")])
-def test_bitwise_deterministic_and_thread_count_independent(gridtype, interpolation):
+@pytest.mark.parametrize(
+    "dim,gridtype,interpolation",
+    [(3, "tiled", "linear"), (2, "hash", "smoothstep")],  # 3-D tiled: level 1 drops the z axis
+)
+def test_bitwise_deterministic_and_thread_count_independent(dim, gridtype, interpolation):
     """Two runs at 2 threads are bitwise equal, and so are runs at 1, 2 and 5 threads: with 2
     levels, 5 threads split each level's table gradient into 3 row slices."""
-    enc = HashGridEncoder(2, num_levels=2, level_dim=4, base_resolution=8, log2_hashmap_size=8,
+    enc = HashGridEncoder(dim, num_levels=2, level_dim=4, base_resolution=8, log2_hashmap_size=8,
                           per_level_scale=4.0, gridtype=gridtype, interpolation=interpolation)
     with torch.no_grad():
         enc.embeddings.uniform_(-1, 1)
-    x = torch.rand(N, 2) * 2.2 - 1.1
+    x = torch.rand(N, dim) * 2.2 - 1.1
     cot = torch.randn(N, enc.output_dim)
     with _threads(1):
         ref = _fwd_bwd(enc, x, cot)

@@ -160,6 +160,9 @@ std::tuple<at::Tensor, at::Tensor> grid_encode_backward_cpu(const at::Tensor& gr
               scalar_t* table_grad = ge + static_cast<int64_t>(g.offset[level]) * C;
               const scalar_t* table = emb + static_cast<int64_t>(g.offset[level]) * C;
               const bool with_input = input_grad && part == 0;
+              // torch-ngp's tiled/dense indexing drops the axes whose running stride exceeds
+              // the table (fine levels): the last axis then adds nothing to the row.
+              const bool last_axis_dropped = !g.hashed[level] && g.stride[level][D - 1] == 0;
               scalar_t* level_partial = with_input ? partial + (level * n + first) * D : nullptr;
               sweep_level<scalar_t, D>(
                   unit.data(), inside.data(), m, g, level,
@@ -170,16 +173,17 @@ std::tuple<at::Tensor, at::Tensor> grid_encode_backward_cpu(const at::Tensor& gr
                   [&](int64_t i, const GridCell<scalar_t, D>& cell,
                       const GridCorners<scalar_t, D>& k) {
                     const scalar_t* gi = go + ((first + i) * L + level) * C;
-                    if (parts == 1) {
-                      for (uint32_t bits = 0; bits < (1u << D); ++bits) {
-                        scalar_t* dst = table_grad + static_cast<int64_t>(k.row[bits]) * C;
-                        for (int c = 0; c < C; ++c) dst[c] += k.w[bits] * gi[c];
-                      }
-                    } else {
-                      for (uint32_t bits = 0; bits < (1u << D); ++bits) {
-                        const uint32_t r = k.row[bits];
-                        if (r < lo || r >= hi) continue;
-                        scalar_t* dst = table_grad + static_cast<int64_t>(r) * C;
+                    // With the last axis dropped, corners bits and bits + 2^(D-1) share a
+                    // row: one update for both (same in every slice: thread-count independent).
+                    constexpr uint32_t half = 1u << (D - 1);
+                    for (uint32_t bits = 0; bits < (last_axis_dropped ? half : 2 * half); ++bits) {
+                      const uint32_t r = k.row[bits];
+                      if (parts > 1 && (r < lo || r >= hi)) continue;
+                      scalar_t* dst = table_grad + static_cast<int64_t>(r) * C;
+                      if (last_axis_dropped) {
+                        const scalar_t w_up = k.w[bits + half];
+                        for (int c = 0; c < C; ++c) dst[c] += k.w[bits] * gi[c] + w_up * gi[c];
+                      } else {
                         for (int c = 0; c < C; ++c) dst[c] += k.w[bits] * gi[c];
                       }
                     }
