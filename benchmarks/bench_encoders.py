@@ -1,9 +1,11 @@
 """Throughput of the grid encoders: C++ kernel vs pure-PyTorch twin, measured in one run.
 
 RAD-NeRF's spatial grid (3-D, 16 levels x 2, 2^16 rows, tiled, finest 2048) and ambient grid
-(2-D, same sizes; its points need the input gradient too), 2^18 points each.
+(2-D, same sizes; its points need the input gradient too), 2^18 points each (uniform in the box:
+no spatial coherence, the worst case for the table caches). fwd+bwd back-propagates a fixed
+contiguous cotangent, as the MLP above the encoder hands it over in training.
 
-    python benchmarks/bench_encoders.py [--device cuda] [--write-readme]
+    python benchmarks/bench_encoders.py [--device cuda] [--write-readme] [--quick]
 """
 
 import os
@@ -27,9 +29,11 @@ def cases(device, n):
             return reference.grid_encode(points, e.embeddings, e.offsets, e.scales, e.gridtype,
                                          e.align_corners, e.interpolation, e.bound)
 
-        def fwd_bwd(fn):
+        cot = torch.randn(n, enc.output_dim, device=device)
+
+        def fwd_bwd(fn, cot=cot):
             def run():
-                fn().sum().backward()
+                fn().backward(cot)
             return run
 
         yield f"{name} fwd", lambda e=enc, p=x: e(p), twin
@@ -38,19 +42,22 @@ def cases(device, n):
 
 def main():
     p = parser(__doc__)
-    p.add_argument("--points", type=int, default=1 << 18)
+    p.add_argument("--points", type=int, default=None, help="points per call (default 2^18)")
+    p.add_argument("--quick", action="store_true", help="2^14 points, shorter timing (smoke run)")
     args = p.parse_args()
+    args.points = args.points or (1 << 14 if args.quick else 1 << 18)
+    min_time = 0.05 if args.quick else 0.5
     rows = []
     for name, kernel, twin in cases(args.device, args.points):
         grad_ctx = torch.no_grad() if name.endswith("fwd") else torch.enable_grad()
         with grad_ctx:
-            tk = time_call(kernel, args.device, repeats=3, min_time=0.5)
-            tr = time_call(twin, args.device, repeats=3, min_time=0.5)
+            tk = time_call(kernel, args.device, repeats=3, min_time=min_time)
+            tr = time_call(twin, args.device, repeats=3, min_time=min_time)
         rows.append([name, f"{fmt_rate(args.points / tk)} pts/s",
                      f"{fmt_rate(args.points / tr)} pts/s", f"{tr / tk:.1f}x"])
         print(" | ".join(rows[-1]), flush=True)
     table = markdown_table(
-        ["grid encoder (2^18 points)", "kernel", "pure-PyTorch twin", "speed-up"], rows)
+        [f"grid encoder ({args.points} points)", "kernel", "pure-PyTorch twin", "speed-up"], rows)
     publish("encoders", args.device, table, args.write_readme)
 
 

@@ -26,6 +26,28 @@ def _bitfield(cascades, res, p=0.3):
     return ops.packbits(occ.float(), 0.5)
 
 
+def _blob_bitfield(cascades, res, balls=6, noise=0.001):
+    """Spatially coherent occupancy (a few balls per cascade plus sparse noise), so the grid has
+    large empty regions next to occupied ones: the case empty-space skipping is built for."""
+    r = (torch.arange(res, dtype=torch.float64) + 0.5) / res
+    centres = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1)
+    dense = torch.rand(cascades, res, res, res) < noise
+    for c in range(cascades):
+        for _ in range(balls):
+            ctr = torch.rand(3, dtype=torch.float64) * 0.8 + 0.1
+            dense[c] |= (centres - ctr).norm(dim=-1) < 0.05 + 0.15 * torch.rand(()) + 0.5 / res
+    occ = torch.zeros(cascades, res**3)
+    occ[:, ops.dense_to_morton_index(res)] = dense.reshape(cascades, -1).float()
+    return ops.packbits(occ.reshape(-1), 0.5)
+
+
+def _march_without_skipping(monkeypatch, *args, **kwargs):
+    """The kernel with empty-space skipping switched off: every lattice step is looked up."""
+    with monkeypatch.context() as m:
+        m.setenv("PT3D_RADNERF_MARCH_NO_SKIP", "1")
+        return ops.occupancy_march(*args, **kwargs)
+
+
 def _assert_same(got, want, atol):
     ri, t0, t1, info = got
     ri_w, t0_w, t1_w, info_w = want
@@ -206,6 +228,82 @@ def test_bad_input():
         ops.occupancy_march(o, d, AABB, bits, ray_t_min=torch.zeros(4, 1, dtype=o.dtype), **kw)
     with pytest.raises(TypeError, match="ray_t_min must have the dtype of rays_o"):
         ops.occupancy_march(o, d, AABB, bits, ray_t_min=torch.zeros(4), **kw)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "cascades,res,dt_gamma,dt_max,noise",
+    [
+        (1, 128, 0.0, None, 0.0),  # RAD-NeRF: one cascade, fixed step, summary levels up to 64^3
+        (1, 32, 0.0, None, 0.01),
+        (1, 8, 0.0, None, 0.0),  # too small for the block summary: direct bitfield reads
+        (1, 4, 0.0, None, 0.0),
+        (3, 32, 0.0, None, 0.001),  # the cascade rule (finer box entry) bounds every skip
+        (3, 64, 1 / 64, 0.5, 0.001),  # growing steps: stepwise skip, coarser cascades take over
+        (2, 32, 1 / 64, "dt_min", 0.0),  # dt_gamma > 0 with a constant step: closed-form jumps
+    ],
+)
+def test_skipping_is_bit_identical_to_every_step_lookup(monkeypatch, dtype, cascades, res, dt_gamma, dt_max, noise):
+    n = 1500
+    o, d = _rays(n, dtype=dtype, spread=1.0)
+    o[:100] *= 0.1  # origins inside the box
+    d[100:200, 1] = 0.0  # rays parallel to a face (a zero direction component)
+    bits = _blob_bitfield(cascades, res, noise=noise)
+    dt = 2 * math.sqrt(3) / res
+    kw = dict(cascades=cascades, resolution=res, t_min=0.05, dt_min=dt,
+              dt_max=dt if dt_max == "dt_min" else dt_max, dt_gamma=dt_gamma)
+    jitter = torch.rand(n, dtype=dtype)
+    skip = ops.occupancy_march(o, d, AABB, bits, jitter=jitter, **kw)
+    every = _march_without_skipping(monkeypatch, o, d, AABB, bits, jitter=jitter, **kw)
+    assert skip[1].numel() > 300 and int((skip[3][:, 1] == 0).sum()) > 100
+    for got, want in zip(skip, every):
+        assert torch.equal(got, want)
+    # Resumed mid-ray (the compacted renderer's ray_t_min) with a sample cap.
+    start = skip[2][skip[3][:, 0].clamp(max=skip[2].numel() - 1)]  # each ray's first t_end
+    start = torch.where(skip[3][:, 1] > 0, start, torch.full_like(start, -math.inf))
+    kw.update(ray_t_min=start, max_samples=4)
+    skip = ops.occupancy_march(o, d, AABB, bits, **kw)
+    every = _march_without_skipping(monkeypatch, o, d, AABB, bits, **kw)
+    assert skip[1].numel() > 100
+    for got, want in zip(skip, every):
+        assert torch.equal(got, want)
+
+
+def test_skipping_matches_bruteforce_twin_on_sparse_grid():
+    o, d = _rays(300)
+    bits = _blob_bitfield(2, 64)
+    kw = dict(cascades=2, resolution=64, t_min=0.1, dt_min=2 * math.sqrt(3) / 64, dt_max=0.2,
+              dt_gamma=1 / 128, jitter=torch.rand(300, dtype=o.dtype))
+    got = ops.occupancy_march(o, d, AABB, bits, **kw)
+    want = reference.occupancy_march(o, d, torch.tensor(AABB, dtype=o.dtype), bits, **kw)
+    assert got[1].numel() > 500
+    _assert_same(got, want, atol=1e-9)
+
+
+@pytest.mark.parametrize("skipping", [True, False])
+def test_step_errors(monkeypatch, skipping):
+    """Steps below the float precision of t, and marches longer than the documented lattice-step
+    limit (2^22 per ray), raise a ValueError naming dt_min instead of returning no samples or
+    spinning for minutes (dt_min=1e-9 took 40+ s)."""
+    if not skipping:
+        monkeypatch.setenv("PT3D_RADNERF_MARCH_NO_SKIP", "1")
+    res = 16
+    full = torch.full((res**3 // 8,), 255, dtype=torch.uint8)
+    o = torch.tensor([[0.0, 0.0, -3.0]], dtype=torch.float64)
+    d = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    kw = dict(cascades=1, resolution=res)
+    with pytest.raises(ValueError, match=r"ray 0 spans more than 4194304 lattice steps.*dt_min=1e-09"):
+        ops.occupancy_march(o, d, AABB, torch.zeros_like(full), dt_min=1e-9, **kw)
+    # float32 at t in [2, 4] (spacing >= 2.4e-7): a step of 1e-7 does not advance t. Ray 0
+    # misses the box; the first failing ray is named.
+    o32, d32 = o.float().repeat(3, 1), d.float().repeat(3, 1)
+    d32[0] = -d32[0]
+    with pytest.raises(ValueError, match=r"ray 1 cannot advance.*dt_min=1e-07.*float32 precision"):
+        ops.occupancy_march(o32, d32, AABB, full, dt_min=1e-7, **kw)
+    # Below the limit the same ray marches: t in [2, 4] at 4e6 steps of 5e-7 (float64).
+    ri, t0, t1, info = ops.occupancy_march(o, d, AABB, full, dt_min=5e-7, **kw)
+    assert abs(int(info[0, 1]) - 4_000_000) <= 1
+    assert float(t0[0]) == 2.0 and float(t1[-1]) == 4.0
 
 
 @requires_cuda

@@ -117,35 +117,102 @@ PT3D_GRID_UNROLL
   return (size & (size - 1u)) == 0u ? (index & (size - 1u)) : (index % size);
 }
 
-// Interpolation weight of corner `bits`.
+// The 2^D corners of one point at one level: table rows (relative to the level's offset) and
+// interpolation weights, corner `bits` at index bits (bit d set = upper along d).
 template <typename T, int D>
-PT3D_HD T grid_corner_weight(const GridCell<T, D>& c, uint32_t bits) {
-  T w = T(1);
+struct GridCorners {
+  uint32_t row[1 << D];
+  T w[1 << D];
+};
+
+// Fills `k` for `c`: corner `bits` has row grid_corner_row(bits) and weight the product over
+// axes d (in axis order) of w[d] (bit d set) or 1 - w[d]. The per-axis work is shared: the
+// dense base row and the weight products of axes 0 and 1 are computed once per point.
+template <typename T, int D>
+PT3D_HD void grid_corners(const GridCell<T, D>& c, const GridLevels& g, int level,
+                          GridCorners<T, D>& k) {
+  T sel[D][2];
 PT3D_GRID_UNROLL
-  for (int d = 0; d < D; ++d) w *= ((bits >> d) & 1u) ? c.w[d] : T(1) - c.w[d];
-  return w;
+  for (int d = 0; d < D; ++d) {
+    sel[d][0] = T(1) - c.w[d];
+    sel[d][1] = c.w[d];
+  }
+  T w01[4];
+PT3D_GRID_UNROLL
+  for (uint32_t b = 0; b < 4; ++b) w01[b] = sel[0][b & 1u] * sel[1][b >> 1];
+PT3D_GRID_UNROLL
+  for (uint32_t bits = 0; bits < (1u << D); ++bits) {
+    k.w[bits] = D == 2 ? w01[bits] : w01[bits & 3u] * sel[D - 1][(bits >> 2) & 1u];
+  }
+  const uint32_t size = g.size[level];
+  if (g.hashed[level]) {
+PT3D_GRID_UNROLL
+    for (uint32_t bits = 0; bits < (1u << D); ++bits) {
+      k.row[bits] = grid_corner_row<D>(g, level, c.cell, bits);
+    }
+    return;
+  }
+  uint32_t base = 0;
+PT3D_GRID_UNROLL
+  for (int d = 0; d < D; ++d) base += c.cell[d] * g.stride[level][d];
+  const bool pow2 = (size & (size - 1u)) == 0u;
+PT3D_GRID_UNROLL
+  for (uint32_t bits = 0; bits < (1u << D); ++bits) {
+    uint32_t index = base;
+PT3D_GRID_UNROLL
+    for (int d = 0; d < D; ++d) index += ((bits >> d) & 1u) * g.stride[level][d];
+    k.row[bits] = index < size ? index : (pow2 ? (index & (size - 1u)) : (index % size));
+  }
 }
 
-// Features of one point at one level from its unit coordinates (grid_unit returned true):
-// out[C] = sum over the 2^D cell corners of weight * table row.
+// Features of one point at one level from its corners: out[C] = sum over the corners (in
+// corner order) of weight * table row; `table` is the level's first row.
+template <typename T, typename E, int D, int C>
+PT3D_HD void grid_gather(const E* table, const GridCorners<T, D>& k, T* out) {
+  T acc[C];
+PT3D_GRID_UNROLL
+  for (int c = 0; c < C; ++c) acc[c] = T(0);
+PT3D_GRID_UNROLL
+  for (uint32_t bits = 0; bits < (1u << D); ++bits) {
+    const E* row = table + static_cast<int64_t>(k.row[bits]) * C;
+PT3D_GRID_UNROLL
+    for (int c = 0; c < C; ++c) acc[c] += k.w[bits] * static_cast<T>(row[c]);
+  }
+PT3D_GRID_UNROLL
+  for (int c = 0; c < C; ++c) out[c] = acc[c];
+}
+
+// Adds one level's input gradient d(grad_out . out) / dx to grad_x[D], corner by corner.
+template <typename T, typename E, int D, int C>
+PT3D_HD void grid_input_grad_corners(const GridCell<T, D>& cell, const GridCorners<T, D>& k,
+                                     const E* table, const T* grad_out, T* grad_x) {
+PT3D_GRID_UNROLL
+  for (uint32_t bits = 0; bits < (1u << D); ++bits) {
+    const E* row = table + static_cast<int64_t>(k.row[bits]) * C;
+    T dot = T(0);
+PT3D_GRID_UNROLL
+    for (int c = 0; c < C; ++c) dot += grad_out[c] * static_cast<T>(row[c]);
+PT3D_GRID_UNROLL
+    for (int d = 0; d < D; ++d) {
+      T partial = ((bits >> d) & 1u) ? cell.dw[d] : -cell.dw[d];
+PT3D_GRID_UNROLL
+      for (int e = 0; e < D; ++e) {
+        if (e != d) partial *= ((bits >> e) & 1u) ? cell.w[e] : T(1) - cell.w[e];
+      }
+      grad_x[d] += partial * dot;
+    }
+  }
+}
+
+// Features of one point at one level from its unit coordinates (grid_unit returned true).
 template <typename T, typename E, int D, int C>
 PT3D_HD void grid_forward_level_unit(const T* u, const E* emb, const GridLevels& g, int level,
                                      T* out) {
   GridCell<T, D> cell;
   grid_cell_of_unit<T, D>(u, g, level, cell);
-  T acc[C];
-PT3D_GRID_UNROLL
-  for (int c = 0; c < C; ++c) acc[c] = T(0);
-  const E* table = emb + static_cast<int64_t>(g.offset[level]) * C;
-PT3D_GRID_UNROLL
-  for (uint32_t bits = 0; bits < (1u << D); ++bits) {
-    const T w = grid_corner_weight<T, D>(cell, bits);
-    const E* row = table + static_cast<int64_t>(grid_corner_row<D>(g, level, cell.cell, bits)) * C;
-PT3D_GRID_UNROLL
-    for (int c = 0; c < C; ++c) acc[c] += w * static_cast<T>(row[c]);
-  }
-PT3D_GRID_UNROLL
-  for (int c = 0; c < C; ++c) out[c] = acc[c];
+  GridCorners<T, D> k;
+  grid_corners<T, D>(cell, g, level, k);
+  grid_gather<T, E, D, C>(emb + static_cast<int64_t>(g.offset[level]) * C, k, out);
 }
 
 // Features of one point at one level: out[C] (zeros outside the bound).
@@ -167,11 +234,10 @@ template <typename T, int D, typename Sink>
 PT3D_HD void grid_backward_level(const T* x, const GridLevels& g, int level, Sink& sink) {
   GridCell<T, D> cell;
   if (!grid_cell<T, D>(x, g, level, cell)) return;
+  GridCorners<T, D> k;
+  grid_corners<T, D>(cell, g, level, k);
 PT3D_GRID_UNROLL
-  for (uint32_t bits = 0; bits < (1u << D); ++bits) {
-    sink(g.offset[level] + grid_corner_row<D>(g, level, cell.cell, bits),
-         grid_corner_weight<T, D>(cell, bits));
-  }
+  for (uint32_t bits = 0; bits < (1u << D); ++bits) sink(g.offset[level] + k.row[bits], k.w[bits]);
 }
 
 // Input gradient of one point at one level: grad_x[D] += d(grad_out . out) / dx.
@@ -180,23 +246,10 @@ PT3D_HD void grid_input_backward_level(const T* x, const E* emb, const GridLevel
                                        const T* grad_out, T* grad_x) {
   GridCell<T, D> cell;
   if (!grid_cell<T, D>(x, g, level, cell)) return;
-  const E* table = emb + static_cast<int64_t>(g.offset[level]) * C;
-PT3D_GRID_UNROLL
-  for (uint32_t bits = 0; bits < (1u << D); ++bits) {
-    const E* row = table + static_cast<int64_t>(grid_corner_row<D>(g, level, cell.cell, bits)) * C;
-    T dot = T(0);
-PT3D_GRID_UNROLL
-    for (int c = 0; c < C; ++c) dot += grad_out[c] * static_cast<T>(row[c]);
-PT3D_GRID_UNROLL
-    for (int d = 0; d < D; ++d) {
-      T partial = ((bits >> d) & 1u) ? cell.dw[d] : -cell.dw[d];
-PT3D_GRID_UNROLL
-      for (int e = 0; e < D; ++e) {
-        if (e != d) partial *= ((bits >> e) & 1u) ? cell.w[e] : T(1) - cell.w[e];
-      }
-      grad_x[d] += partial * dot;
-    }
-  }
+  GridCorners<T, D> k;
+  grid_corners<T, D>(cell, g, level, k);
+  grid_input_grad_corners<T, E, D, C>(cell, k, emb + static_cast<int64_t>(g.offset[level]) * C,
+                                      grad_out, grad_x);
 }
 
 // Calls fn(std::integral_constant<int, D>, std::integral_constant<int, C>) for the supported
