@@ -52,9 +52,13 @@ def occupancy_march(
     ``near = max(box entry, t_min, ray_t_min[i])``. It is stepped with the metric step
     ``dt = clamp(t |d| * dt_gamma, dt_min, dt_max)``, i.e. ``t_{k+1} = t_k + dt / |d|``; the first
     step starts at ``near + jitter * dt(near) / |d|``. A step is kept when the cell under its
-    midpoint is occupied; empty cells are skipped to their exit (the kept set equals a march over
-    every step, see ``reference.occupancy_march``). A count pass, an exclusive prefix sum and a
-    fill pass give a deterministic layout: no ray is ever dropped and nothing is preallocated.
+    midpoint is occupied. Empty space is skipped in closed form: from an empty cell the march
+    jumps over the largest empty aligned block around it (up to 64^3 cells, via an 8^3-block
+    summary of the bitfield) to the first lattice step past it, so the kept samples are bit for
+    bit those of a lookup at every step (``PT3D_RADNERF_MARCH_NO_SKIP=1`` forces every-step
+    lookups, for tests; see also ``reference.occupancy_march``). The layout is deterministic:
+    CPU marches groups of rays into buffers concatenated in ray order, CUDA runs a count pass,
+    an exclusive prefix sum and a fill pass; no ray is ever dropped and nothing is preallocated.
 
     Resuming: the lattice depends on nothing but ``t`` (it is kept in ``lengths`` units, so a
     returned ``t_end`` is the next lattice point bit for bit). Marching with
@@ -78,6 +82,12 @@ def occupancy_march(
         ray_indices: (S,) int64; t_starts, t_ends: (S,) in units of ``|d|``, sorted per ray;
         packed_info: (N, 2) int64 ``(start, count)``. No gradients (t values are constants,
         like PyTorch3D's ``lengths``; points stay differentiable through the rays).
+
+    Raises:
+        ValueError: a step that cannot advance ``t`` in the rays' float precision (``dt_min``
+            too small for the ray's depth), or a ray spanning more than 2^22 lattice steps in
+            one call (bounded work: use a larger ``dt_min`` or ``dt_gamma``), naming the ray and
+            the step arguments; jitter outside [0, 1).
     """
     if not isinstance(rays_o, torch.Tensor) or not isinstance(rays_d, torch.Tensor):
         raise TypeError("rays_o and rays_d must be torch.Tensor")
