@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from pt3d_radnerf.atomic import TEMP_PREFIX
+from pt3d_radnerf.audio.io import write_wav
 from pt3d_radnerf.data.synthetic import SyntheticConfig, ensure_synthetic
 from pt3d_radnerf.training import read_checkpoint
 
@@ -24,9 +26,18 @@ def root(tmp_path_factory):
                             progress=False)
 
 
-def _command(root, workspace, *extra):
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    """0.4 s of new audio (10 frames: the evaluation is not what is tested here)."""
+    path = str(tmp_path_factory.mktemp("audio") / "speech.wav")
+    t = np.arange(6400) / 16000.0
+    write_wav(path, 0.3 * np.sin(2 * np.pi * 220 * t))
+    return path
+
+
+def _command(root, speech, workspace, *extra):
     config = tiny_config(iters=ITERS, checkpoint_every=3, rays_per_camera=128)
-    return [sys.executable, CLI, "--data", root, "--workspace", workspace, "--threads", "2",
+    return [sys.executable, CLI, "--data", root, "--workspace", workspace, "--threads", "2", "--audio", speech,
             *cli_flags(config), *extra]
 
 
@@ -34,12 +45,12 @@ def _env():
     return dict(os.environ, PYTHONPATH=ROOT)
 
 
-def test_kill_during_training_then_resume_is_bit_exact(root, tmp_path):
+def test_kill_during_training_then_resume_is_bit_exact(root, speech, tmp_path):
     full_ws, cut_ws = str(tmp_path / "full"), str(tmp_path / "cut")
-    done = subprocess.run(_command(root, full_ws), capture_output=True, text=True, env=_env())
+    done = subprocess.run(_command(root, speech, full_ws), capture_output=True, text=True, env=_env())
     assert done.returncode == 0, done.stderr[-3000:]
 
-    child = subprocess.Popen(_command(root, cut_ws), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    child = subprocess.Popen(_command(root, speech, cut_ws), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              env=_env())
     first = os.path.join(cut_ws, "checkpoints", "model_0000003.pth")
     deadline = time.time() + 300
@@ -56,7 +67,7 @@ def test_kill_during_training_then_resume_is_bit_exact(root, tmp_path):
     with open(os.path.join(cut_ws, "checkpoints", TEMP_PREFIX + "killed.pth"), "wb") as f:
         f.write(b"\0" * 1000)
 
-    again = subprocess.run(_command(root, cut_ws, "--resume"), capture_output=True, text=True, env=_env())
+    again = subprocess.run(_command(root, speech, cut_ws, "--resume"), capture_output=True, text=True, env=_env())
     assert again.returncode == 0, again.stderr[-3000:]
     name = f"model_{ITERS:07d}.pth"
     a = training_state(read_checkpoint(os.path.join(full_ws, "checkpoints", name)))
