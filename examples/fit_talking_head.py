@@ -25,6 +25,7 @@ Examples:
 
 import argparse
 import dataclasses
+import glob
 import os
 import sys
 import time
@@ -97,7 +98,8 @@ def prepare(args):
     if os.path.isdir(ckpt_dir):
         check_writable(ckpt_dir, "checkpoint folder")
     head = HeadModel.from_checkpoint(args.render_only, args.device) if args.render_only else None
-    if head is None and not args.resume and os.path.exists(os.path.join(ckpt_dir, "last_checkpoint")):
+    has_run = os.path.exists(os.path.join(ckpt_dir, "last_checkpoint")) or glob.glob(os.path.join(ckpt_dir, "model_*.pth"))
+    if head is None and not args.resume and has_run:
         raise ValueError(f"{args.workspace} already holds a run: pass --resume to continue it, or choose "
                          f"another --workspace")
     if args.data is not None and not os.path.isdir(args.data):

@@ -1,6 +1,8 @@
 """Determinism and lost work: 2-thread reproducibility, checkpoint fallback, config changes on
 resume, stale temporaries, save-before-validate, the RNG left alone, checkpoint reading errors."""
 
+import dataclasses
+import inspect
 import os
 import warnings
 
@@ -10,7 +12,9 @@ import torch
 from pt3d_radnerf.atomic import TEMP_PREFIX
 from pt3d_radnerf.data import TalkingHeadDataset
 from pt3d_radnerf.data.synthetic import SyntheticConfig, ensure_synthetic
-from pt3d_radnerf.training import CheckpointReadError, FitConfig, HeadModel, TalkingHeadTrainer, read_checkpoint
+from pt3d_radnerf.models import AudioRadianceField
+from pt3d_radnerf.training import (CheckpointReadError, FitConfig, HeadModel, ModelSpec, TalkingHeadTrainer,
+                                   read_checkpoint)
 
 from .fit_helpers import differing, tiny_config, training_state
 
@@ -200,3 +204,20 @@ def test_unreadable_checkpoint_names_the_file(data, tmp_path, kind):
     assert "weights_only=False" not in str(err.value)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         read_checkpoint(str(tmp_path / "missing.pth"))
+
+
+def test_model_spec_covers_every_field_constructor_argument():
+    params = set(inspect.signature(AudioRadianceField.__init__).parameters) - {"self", "audio_type"}
+    params.discard("grid_resolution")  # COMPAT(interface 2): the merged field has no grid_resolution
+    names = {f.name for f in dataclasses.fields(ModelSpec)}
+    assert params == names - {"audio_window", "audio_width"}
+    spec = ModelSpec(audio_window=8, audio_width=12, num_frames=5, dim_aud=16, ind_dim=3, hidden=32,
+                     geo_feat_dim=15, default_eye=0.5, log2_hashmap_size=10, use_attention=False)
+    field = spec.build()
+    assert (field.audio_window, field.audio_width, field.num_frames) == (8, 12, 5)
+    assert field.individual_codes.shape == (5, 3) and field.dim_aud == 16 and field.default_eye == 0.5
+    assert field.audio_att_net is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.hidden = 64
+    with pytest.raises(ValueError, match="unknown fields.*grid_resolution"):
+        ModelSpec.from_dict({**spec.to_dict(), "grid_resolution": 64})
