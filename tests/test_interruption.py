@@ -17,7 +17,7 @@ from pt3d_radnerf.training import read_checkpoint
 
 from .fit_helpers import CLI, ROOT, cli_flags, differing, tiny_config, training_state
 
-ITERS = 40
+ITERS = 12
 
 
 @pytest.fixture(scope="module")
