@@ -153,6 +153,8 @@ def main():
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 20 s budget, checks every 5 steps, 2 frames, no full default fit")
     args = p.parse_args()
+    if args.quick and args.write_readme:
+        p.error("--quick results are not README numbers: drop --write-readme")
     if args.quick:
         args.budget_s, args.check_every, args.val_frames, args.render_frames = 20.0, 5, 2, 2
     if args.threads:
