@@ -1,53 +1,79 @@
-"""Resumable checkpoints: fvcore's Checkpointer with atomic writes and weights-only loading.
+"""Resumable checkpoints: fvcore's Checkpointer with atomic writes, weights-only loading and a
+fallback past unreadable files.
 
 fvcore writes a checkpoint straight to its final path and tags ``last_checkpoint`` the same way,
-so a run killed mid-write can leave a truncated file tagged as the latest. Here both files are
-written to a temporary name in the same folder and renamed into place (atomic on POSIX), and
-checkpoints are read back with ``torch.load(weights_only=True)``: only tensors and plain Python
-containers are stored (no pickled objects).
+so a run killed mid-write can leave a truncated file tagged as the latest. Here both go through
+:mod:`pt3d_radnerf.atomic` (temporary beside the target, renamed into place), stale temporaries
+of a killed writer are removed when the checkpointer is created, and files are read back with
+``torch.load(weights_only=True)``: only tensors and plain Python containers are stored.
+
+:meth:`AtomicCheckpointer.resume` loads the newest *readable* checkpoint: the tagged one, else
+(truncated, deleted, empty or dangling tag) the newest other ``model_*.pth``, with a warning.
 """
 
 import os
-import tempfile
+import re
+import warnings
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from fvcore.common.checkpoint import Checkpointer
 
+from ..atomic import atomic_path, remove_stale_temporaries, write_text
 
-def _atomic_write(path: str, write) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+_MODEL_FILE = re.compile(r"^model_(\d+)\.pth$")
+
+
+class CheckpointReadError(ValueError):
+    """A file that cannot be read as a complete pt3d_radnerf checkpoint (truncated, corrupt, not
+    a checkpoint). Loading stops before anything is modified."""
+
+
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """The dict stored in checkpoint ``path`` (weights-only load on the CPU).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointReadError: unreadable (message names the file, never suggests unsafe loading).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        data = torch.load(path, map_location=torch.device("cpu"), weights_only=True)
+    except Exception as err:
+        # torch's message for a non-tensor pickle recommends weights_only=False, i.e. running
+        # arbitrary code from the file: never pass that on.
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = ("it holds objects other than tensors and plain containers" if "weights_only" in str(err)
+                  else f"{type(err).__name__}: {text}")
+        raise CheckpointReadError(
+            f"cannot read checkpoint {path}: not a complete pt3d_radnerf checkpoint ({reason})") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise CheckpointReadError(f"cannot read checkpoint {path}: not a pt3d_radnerf checkpoint (no model state)")
+    return data
 
 
 class AtomicCheckpointer(Checkpointer):
-    """fvcore ``Checkpointer`` whose saves are atomic and whose loads are weights-only.
+    """fvcore ``Checkpointer`` whose saves are atomic and whose loads are weights-only and strict.
 
     Args:
-        model, save_dir, **checkpointables: as fvcore's Checkpointer.
+        model, save_dir, **checkpointables: as fvcore's Checkpointer (each checkpointable has
+            ``state_dict`` / ``load_state_dict``).
         keep: number of most recent ``model_*.pth`` files kept (older ones are deleted after a
-            successful save).
-        check: optional ``check(path, data)`` run on every file read, before anything is
-            loaded from it (raise to refuse the checkpoint).
+            successful save); keep >= 2 leaves a fallback if the newest is damaged later.
+        check: optional ``check(path, data)`` run on every file read, before anything is loaded
+            from it (raise to refuse the checkpoint; such refusals are not skipped by resume).
     """
 
     def __init__(self, model, save_dir: str, keep: int = 2,
                  check: Optional[Callable[[str, Dict[str, Any]], None]] = None,
                  **checkpointables: Any) -> None:
         super().__init__(model, save_dir, **checkpointables)
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
         self.keep = int(keep)
         self.check = check
+        remove_stale_temporaries(save_dir)
 
     def save(self, name: str, **kwargs: Any) -> None:
         data: Dict[str, Any] = {"model": self.model.state_dict()}
@@ -55,29 +81,92 @@ class AtomicCheckpointer(Checkpointer):
             data[key] = obj.state_dict()
         data.update(kwargs)
         basename = f"{name}.pth"
-        _atomic_write(os.path.join(self.save_dir, basename), lambda f: torch.save(data, f))
+        with atomic_path(os.path.join(self.save_dir, basename)) as tmp:
+            torch.save(data, tmp)
         self.tag_last_checkpoint(basename)
         self._prune(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        _atomic_write(os.path.join(self.save_dir, "last_checkpoint"),
-                      lambda f: f.write(last_filename_basename.encode()))
+        write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+
+    def model_files(self) -> List[str]:
+        """Paths of the ``model_<step>.pth`` files, newest step first."""
+        if not os.path.isdir(self.save_dir):
+            return []
+        found = [(int(m.group(1)), f) for f in os.listdir(self.save_dir) if (m := _MODEL_FILE.match(f))]
+        return [os.path.join(self.save_dir, f) for _, f in sorted(found, reverse=True)]
 
     def _prune(self, newest: str) -> None:
-        files: List[str] = sorted(f for f in os.listdir(self.save_dir)
-                                  if f.startswith("model_") and f.endswith(".pth"))
-        old = [f for f in files if f != newest][: max(len(files) - self.keep, 0)]
-        for f in old:
-            os.remove(os.path.join(self.save_dir, f))
+        others = [f for f in self.model_files() if os.path.basename(f) != newest]
+        for f in others[max(self.keep - 1, 0):]:
+            os.remove(f)
+
+    def _tagged(self) -> Optional[str]:
+        """The file ``last_checkpoint`` names, or None (with a warning) if the tag is missing,
+        empty, unreadable or dangling."""
+        tag = os.path.join(self.save_dir, "last_checkpoint")
+        if not os.path.exists(tag):
+            return None
+        try:
+            with open(tag) as f:
+                name = f.read().strip()
+        except (OSError, UnicodeDecodeError) as err:
+            warnings.warn(f"{tag} is unreadable ({err}); looking for the newest checkpoint file instead")
+            return None
+        path = os.path.join(self.save_dir, name)
+        if not name or os.path.basename(name) != name or not os.path.isfile(path):
+            warnings.warn(f"{tag} names {name!r}, which is not a checkpoint file in {self.save_dir}; "
+                          f"looking for the newest checkpoint file instead")
+            return None
+        return path
+
+    def resume(self) -> Optional[str]:
+        """Loads the newest readable checkpoint of ``save_dir`` into the model and every
+        checkpointable; returns its path, or None when there is none at all.
+
+        The tagged file comes first, then the other ``model_*.pth`` newest first; an unreadable
+        one is skipped with a warning naming it (a run continues from an older checkpoint rather
+        than failing or silently restarting). ``check`` refusals are raised, not skipped.
+
+        Raises:
+            CheckpointReadError: checkpoint files exist but none is readable.
+        """
+        tagged = self._tagged()
+        candidates = ([tagged] if tagged else []) + [f for f in self.model_files() if f != tagged]
+        failures = []
+        for path in candidates:
+            try:
+                self.load(path)
+            except CheckpointReadError as err:
+                failures.append(str(err))
+                warnings.warn(f"{err}; falling back to an older checkpoint")
+                continue
+            if failures:
+                warnings.warn(f"RESUMING FROM AN OLDER CHECKPOINT {path}: the newer ones are unreadable "
+                              f"({len(failures)} skipped); the steps after it are redone")
+            return path
+        if failures:
+            raise CheckpointReadError(
+                f"no readable checkpoint in {self.save_dir}:\n  " + "\n  ".join(failures)
+                + "\nmove the folder away (or pick another --workspace) to start over")
+        return None
 
     def _load_file(self, f: str) -> Dict[str, Any]:
-        try:
-            data = torch.load(f, map_location=torch.device("cpu"), weights_only=True)
-        except Exception as err:
-            raise ValueError(f"cannot read checkpoint {f}: {err}") from err
+        data = read_checkpoint(f)
+        missing = sorted(k for k in self.checkpointables if k not in data)
+        if missing:
+            raise ValueError(f"checkpoint {f} lacks {missing}: made by another version of pt3d_radnerf?")
         if self.check is not None:
             self.check(f, data)
         return data
+
+    def _load_model(self, checkpoint: Any):
+        # Strict: a checkpoint that misses or adds parameters is another model, not a resume.
+        self.model.load_state_dict(checkpoint.pop("model"), strict=True)
+        return None
+
+    def _log_incompatible_keys(self, incompatible) -> None:
+        pass  # strict loading raised already
 
 
 class RNGState:

@@ -7,18 +7,23 @@ the exact openness (``mouth_openness.npy``); for other datasets the same measure
 frames stands in for it.
 """
 
+import contextlib
+import json
 import os
 import time
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..audio import attention_windows, logmel_windows_from_file, load_feature_file
+from ..atomic import atomic_path, remove_stale_temporaries, write_text
+from ..audio import attention_windows, feature_type, load_feature_file, logmel_windows_from_file
 from ..audio.io import write_wav
 from ..data import TalkingHeadDataset
+from .config import ModelSpec, check_audio_compatible
+from .inference import HeadModel
 from .metrics import pearson, psnr, region_psnr, ssim
-from .trainer import TalkingHeadTrainer, check_audio_compatible, write_json
 from .video import write_video
 
 FPS = 25.0
@@ -45,7 +50,7 @@ def ground_truth_openness(data: TalkingHeadDataset) -> Optional[np.ndarray]:
     return values[np.asarray(data.img_ids)]
 
 
-def evaluate(trainer: TalkingHeadTrainer, data: TalkingHeadDataset, progress: bool = True) -> Dict[str, object]:
+def evaluate(head: HeadModel, data: TalkingHeadDataset, progress: bool = True) -> Dict[str, object]:
     """Renders every item of ``data`` (held-out frames with their own audio) and scores it.
 
     Returns a dict with the metrics and ``renders`` (N, H, W, 3) / ``targets`` (N, H, W, 3) CPU
@@ -56,7 +61,7 @@ def evaluate(trainer: TalkingHeadTrainer, data: TalkingHeadDataset, progress: bo
     renders, targets, times = [], [], []
     for i in tqdm(range(len(data)), desc="evaluate", disable=not progress, unit="frame"):
         start = time.perf_counter()
-        renders.append(trainer.render(data, i).cpu())
+        renders.append(head.render(data, i).cpu())
         times.append(time.perf_counter() - start)
         targets.append(data.image(i))
     renders, targets = torch.stack(renders), torch.stack(targets)
@@ -81,17 +86,64 @@ def evaluate(trainer: TalkingHeadTrainer, data: TalkingHeadDataset, progress: bo
     }
 
 
-def load_audio_features(path: str) -> torch.Tensor:
-    """(N, W, C) per-video-frame audio windows from a .wav (our log-mel) or a RAD-NeRF .npy."""
+@dataclass(frozen=True)
+class NewAudio:
+    """The speech that drives ``new_audio.mp4``: ``features`` (N, W, C) windows, the ``sound``
+    file muxed in (None: silent) from ``offset_s`` seconds, and a ``source`` description."""
+
+    features: torch.Tensor
+    sound: Optional[str]
+    offset_s: float
+    source: str
+
+
+def load_audio_features(path: str, kind: Optional[str] = None) -> torch.Tensor:
+    """(N, W, C) per-video-frame audio windows of ``path``: a RAD-NeRF feature ``.npy`` (type
+    ``kind``, or inferred by :func:`pt3d_radnerf.audio.load_feature_file`), or any audio file
+    ffmpeg reads, turned into our log-mel windows (``kind`` None or "logmel")."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"audio file not found: {path}")
+        raise FileNotFoundError(f"--audio file not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"--audio file is not readable: {path}")
     if path.endswith(".npy"):
-        return load_feature_file(path)
-    return logmel_windows_from_file(path)
+        return load_feature_file(path, kind)
+    if kind is not None and feature_type(kind).name != "logmel":
+        raise ValueError(f"--audio {path} is an audio file, from which only logmel features can be "
+                         f"computed; --audio-type {kind} needs that ASR's precomputed feature .npy")
+    try:
+        return logmel_windows_from_file(path)
+    except Exception as err:
+        raise ValueError(f"cannot read --audio {path} as audio: {err}") from err
+
+
+def resolve_new_audio(spec: ModelSpec, val_set: TalkingHeadDataset, workspace: str,
+                      audio_path: Optional[str] = None, audio_type: Optional[str] = None) -> NewAudio:
+    """The new speech for ``new_audio.mp4``, loaded and checked against ``spec`` (call it before
+    training: a mismatch is an error at start, not after the run).
+
+    ``audio_path`` given: its features (``audio_type`` as for :func:`load_audio_features`).
+    Otherwise a default that fits the model: a fresh synthetic speech clip (written to
+    ``workspace/new_speech.wav``) when the model takes our 16 x 80 log-mel windows, else the
+    held-out split's own feature windows (with the dataset's ``aud.wav`` from the split's start).
+    """
+    if audio_path is not None:
+        features = load_audio_features(audio_path, audio_type)
+        check_audio_compatible(spec, features, f"--audio {audio_path}")
+        sound = None if audio_path.endswith(".npy") else audio_path
+        return NewAudio(features, sound, 0.0, audio_path)
+    logmel = feature_type("logmel")
+    if (spec.audio_window, spec.audio_width) == (logmel.window, logmel.width):
+        wav = synthetic_new_speech(os.path.join(workspace, "new_speech.wav"))
+        return NewAudio(load_audio_features(wav), wav, 0.0, "synthetic speech (new_speech.wav)")
+    features = val_set.audio_features[val_set.aud_index]
+    check_audio_compatible(spec, features, f"held-out audio features of {val_set.root}")
+    wav = os.path.join(val_set.root, "aud.wav")
+    return NewAudio(features, wav if os.path.isfile(wav) else None, val_set.aud_ids[0] / FPS,
+                    "the held-out split's own audio features")
 
 
 @torch.no_grad()
-def render_with_audio(trainer: TalkingHeadTrainer, data: TalkingHeadDataset, features: torch.Tensor,
+def render_with_audio(head: HeadModel, data: TalkingHeadDataset, features: torch.Tensor,
                       progress: bool = True) -> List[torch.Tensor]:
     """One frame per audio window of ``features`` (N, W, C): the poses of ``data`` replayed
     forwards and backwards, the mean eye area, latent code 0."""
@@ -103,20 +155,21 @@ def render_with_audio(trainer: TalkingHeadTrainer, data: TalkingHeadDataset, fea
     frames = []
     for i in tqdm(range(features.shape[0]), desc="render new audio", disable=not progress, unit="frame"):
         window = attention_windows(features, torch.tensor([i]))[0]
-        frames.append(trainer.render(data, 0, audio=window, eye=eye, pose_index=cycle[i % len(cycle)]).cpu())
+        frames.append(head.render(data, 0, audio=window, eye=eye, pose_index=cycle[i % len(cycle)]).cpu())
     return frames
 
 
 def synthetic_new_speech(path: str, seconds: float = 6.0, seed: int = 1234) -> str:
-    """Writes a fresh synthetic speech clip (not heard in training) to ``path``."""
+    """Writes a fresh synthetic speech clip (not heard in training) to ``path`` (atomically)."""
     from ..data.speech import RATE, synthesize_speech
 
     speech = synthesize_speech(seconds, np.random.default_rng(seed))
-    write_wav(path, speech.samples, RATE)
+    with atomic_path(path) as tmp:
+        write_wav(tmp, speech.samples, RATE)
     return path
 
 
-def plot_history(history: List[Dict[str, float]], path: str) -> str:
+def plot_history(history: List[Dict[str, Any]], path: str) -> str:
     """Training loss, training PSNR and validation PSNR against step, as a PNG."""
     import matplotlib
 
@@ -134,20 +187,35 @@ def plot_history(history: List[Dict[str, float]], path: str) -> str:
     ax_psnr.set(xlabel="step", ylabel="PSNR (dB)", title="PSNR")
     ax_psnr.legend()
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
-def write_outputs(trainer: TalkingHeadTrainer, val_set: TalkingHeadDataset, workspace: str,
-                  audio_path: Optional[str] = None, progress: bool = True,
+# Everything one evaluation writes; metrics.json first in the list: it is removed first and
+# written last, so a metrics.json never sits next to another run's videos.
+OUTPUT_FILES = ("metrics.json", "val_render.mp4", "val_side_by_side.mp4", "new_audio.mp4", "loss_psnr.png")
+
+
+def remove_previous_outputs(workspace: str) -> None:
+    """Deletes the previous evaluation's outputs (and stale temporaries) from ``workspace``."""
+    for name in OUTPUT_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(workspace, name))
+    remove_stale_temporaries(workspace)
+
+
+def write_outputs(head: HeadModel, val_set: TalkingHeadDataset, workspace: str, new_audio: NewAudio,
+                  history: List[Dict[str, Any]], steps: int, progress: bool = True,
                   extra: Optional[Dict[str, object]] = None) -> Dict[str, object]:
-    """Evaluates on ``val_set`` and writes metrics.json, loss_psnr.png, val_render.mp4,
-    val_side_by_side.mp4 (GT | render) and new_audio.mp4 into ``workspace``; returns the metrics."""
+    """Evaluates on ``val_set`` and writes :data:`OUTPUT_FILES` into ``workspace``: val_render.mp4,
+    val_side_by_side.mp4 (GT | render), new_audio.mp4 (driven by ``new_audio``), loss_psnr.png (of
+    ``history``) and, last, metrics.json; the previous run's outputs are removed first. Returns
+    the metrics."""
     os.makedirs(workspace, exist_ok=True)
-    result = evaluate(trainer, val_set, progress)
+    remove_previous_outputs(workspace)
+    result = evaluate(head, val_set, progress)
     renders, targets = result.pop("renders"), result.pop("targets")
     wav = os.path.join(val_set.root, "aud.wav")
     wav = wav if os.path.isfile(wav) else None
@@ -157,17 +225,14 @@ def write_outputs(trainer: TalkingHeadTrainer, val_set: TalkingHeadDataset, work
         "val_side_by_side": write_video(torch.cat([targets, renders], 2),
                                         os.path.join(workspace, "val_side_by_side.mp4"), FPS, wav, offset),
     }
-    if audio_path is None:
-        audio_path = synthetic_new_speech(os.path.join(workspace, "new_speech.wav"))
-    features = load_audio_features(audio_path)
-    check_audio_compatible(trainer.spec, features, f"audio {audio_path}")
-    frames = render_with_audio(trainer, val_set, features, progress)
-    sound = audio_path if not audio_path.endswith(".npy") else None
-    outputs["new_audio"] = write_video(frames, os.path.join(workspace, "new_audio.mp4"), FPS, sound)
-    outputs["plot"] = plot_history(trainer.progress.history, os.path.join(workspace, "loss_psnr.png"))
+    frames = render_with_audio(head, val_set, new_audio.features, progress)
+    outputs["new_audio"] = write_video(frames, os.path.join(workspace, "new_audio.mp4"), FPS, new_audio.sound,
+                                       new_audio.offset_s)
+    outputs["plot"] = plot_history(history, os.path.join(workspace, "loss_psnr.png"))
     result["outputs"] = outputs
-    result["steps"] = trainer.progress.step
+    result["new_audio_source"] = new_audio.source
+    result["steps"] = steps
     if extra:
         result.update(extra)
-    write_json(os.path.join(workspace, "metrics.json"), result)
+    write_text(os.path.join(workspace, "metrics.json"), json.dumps(result, indent=2))
     return result

@@ -10,6 +10,8 @@ import imageio_ffmpeg
 import numpy as np
 import torch
 
+from ..atomic import TEMP_PREFIX, atomic_path
+
 
 def to_uint8(frame) -> np.ndarray:
     """(H, W, 3) float in [0, 1] (tensor or array) or uint8 -> (H, W, 3) uint8."""
@@ -24,8 +26,9 @@ def to_uint8(frame) -> np.ndarray:
 def write_video(frames: Iterable, path: str, fps: float = 25.0, audio_path: Optional[str] = None,
                 audio_offset_s: float = 0.0) -> str:
     """Writes frames to an H.264 MP4 and, if given, muxes ``audio_path`` (any format ffmpeg reads)
-    as an AAC track trimmed to the video's length. Written to a temporary file first and renamed,
-    so an interrupted export never leaves a truncated video at ``path``.
+    as an AAC track trimmed to the video's length. Written through :func:`pt3d_radnerf.atomic.atomic_path`
+    (scratch files in a temporary folder beside it), so an interrupted export never leaves a
+    truncated video at ``path``.
 
     Args:
         frames: iterable of (H, W, 3) frames, float in [0, 1] or uint8.
@@ -39,8 +42,8 @@ def write_video(frames: Iterable, path: str, fps: float = 25.0, audio_path: Opti
     """
     out_dir = os.path.dirname(os.path.abspath(path))
     os.makedirs(out_dir, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        silent = os.path.join(tmp, "silent.mp4")
+    with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX, dir=out_dir) as scratch, atomic_path(path) as final:
+        silent = os.path.join(scratch, "silent.mp4")
         n = 0
         with imageio.get_writer(silent, fps=fps, codec="libx264", quality=8,
                                 macro_block_size=1, ffmpeg_log_level="error") as writer:
@@ -49,7 +52,6 @@ def write_video(frames: Iterable, path: str, fps: float = 25.0, audio_path: Opti
                 n += 1
         if n == 0:
             raise ValueError("write_video: no frames given")
-        final = os.path.join(tmp, "final.mp4")
         if audio_path is None:
             os.replace(silent, final)
         else:
@@ -57,11 +59,10 @@ def write_video(frames: Iterable, path: str, fps: float = 25.0, audio_path: Opti
                 raise FileNotFoundError(f"write_video: audio file not found: {audio_path}")
             cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", silent,
                    "-ss", f"{audio_offset_s:.3f}", "-i", audio_path, "-map", "0:v:0", "-map", "1:a:0",
-                   "-c:v", "copy", "-c:a", "aac", "-t", f"{n / fps:.3f}", final]
+                   "-c:v", "copy", "-c:a", "aac", "-t", f"{n / fps:.3f}", "-f", "mp4", final]
             result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"ffmpeg failed to mux audio: {result.stderr.strip()}")
-        os.replace(final, path)
     return path
 
 

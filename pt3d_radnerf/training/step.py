@@ -1,0 +1,94 @@
+"""One training step's batch and loss (RAD-NeRF's recipe on PyTorch3D's ImplicitRenderer).
+
+1. draw ``cameras_per_step`` training frames and ``rays_per_camera`` pixels in each, with the
+   lower face drawn ``face_ray_weight`` times more often (the mouth is where audio matters);
+2. ``ImplicitRenderer(OccupancyGridRaysampler, OccupancyGridRaymarcher)`` renders them with each
+   frame's audio window (8 x W x C), eye area and latent code;
+3. loss = MSE(render over bc.jpg, ground truth) + ``entropy_weight`` x opacity entropy
+   + ``ambient_weight`` x ramp x |ambient| on rays outside the lower-face rectangle.
+
+Every random draw goes through the global torch RNG (checkpointed by the trainer).
+"""
+
+import math
+from typing import Dict, Tuple
+
+import torch
+from pytorch3d.renderer import ImplicitRenderer
+
+from ..audio import attention_windows
+from ..data import TalkingHeadDataset
+from ..renderer import ndc_grid_pixels
+from .config import FitConfig
+from .losses import ambient_loss, opacity_entropy, ramp
+
+
+def face_ray_weights(data: TalkingHeadDataset, indices: torch.Tensor, weight: float) -> torch.Tensor:
+    """(B, H, W) pixel-sampling weights of items ``indices`` (B,): 1, and ``weight`` inside each
+    item's lower-face rectangle (built per batch: no (N, H, W) map is kept)."""
+    out = torch.ones(len(indices), data.height, data.width)
+    for b, i in enumerate(indices.tolist()):
+        x0, x1, y0, y1 = data.lower_face_rects[i]
+        out[b, max(y0, 0) : y1, max(x0, 0) : x1] = weight
+    return out
+
+
+def per_ray_sum(values: torch.Tensor, packed_info: torch.Tensor) -> torch.Tensor:
+    """(R,) sums of per-sample ``values`` (S,) over each ray's contiguous samples, rays in order
+    (``packed_info`` (R, 2) of (start, count), starts ascending). A segment reduction: its
+    forward and backward are deterministic on CPU and CUDA (``index_add_`` is not on CUDA)."""
+    counts = packed_info[:, 1]
+    if values.shape[0] != int(counts.sum()):
+        raise ValueError(f"values have {values.shape[0]} samples, packed_info counts {int(counts.sum())}")
+    if not torch.equal(packed_info[:, 0], counts.cumsum(0) - counts):
+        raise ValueError("per_ray_sum needs each ray's samples right after the previous ray's")
+    return torch.segment_reduce(values, "sum", lengths=counts, unsafe=True)
+
+
+def _ambient_samples(aux_out: Dict, field) -> torch.Tensor:
+    """(S, 2) ambient coordinates of every sample of the step's field calls, in sample order."""
+    if aux_out.get("ambient"):
+        return torch.cat(aux_out["ambient"], 0)
+    # COMPAT(interface 3): a field without aux_out support keeps its last call in last_aux;
+    # remove once AudioRadianceField(aux_out=...) is merged.
+    return field.last_aux["ambient"].reshape(-1, 2)
+
+
+def batch_loss(field, renderer: ImplicitRenderer, data: TalkingHeadDataset, indices: torch.Tensor,
+               step: int, config: FitConfig, device: torch.device) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """Renders the rays of training items ``indices`` (B,) and returns (loss, stats).
+
+    ``renderer`` is ``ImplicitRenderer(packed OccupancyGridRaysampler, OccupancyGridRaymarcher)``
+    over the dataset's image grid; stats has ``loss``, ``psnr`` (of the batch MSE) and
+    ``samples_per_ray``.
+    """
+    aux_out: Dict = {}
+    (images, aux), bundle = renderer(
+        cameras=data.cameras(indices, device), volumetric_function=field,
+        audio=attention_windows(data.audio_features, data.aud_index[indices]).to(device),
+        frame_index=indices.to(device), eye=data.eye_areas[indices].to(device),
+        mask=face_ray_weights(data, indices, config.face_ray_weight).to(device),
+        n_rays_per_image=config.rays_per_camera, stratified_sampling=True, return_aux=True, aux_out=aux_out,
+    )
+    rows, cols = ndc_grid_pixels(bundle.xys[..., 0, :], data.width, data.height)  # (B, n) each
+    target = torch.stack([data.image(int(i)) for i in indices]).to(device)  # (B, H, W, 3)
+    cam = torch.arange(len(indices), device=device)[:, None]
+    gt = target[cam, rows, cols]  # (B, n, 3), no grad
+    opacity = images[..., 0, 3]  # (B, n)
+    background = data.background.to(device)
+    pred = images[..., 0, :3] + (1.0 - opacity[..., None]) * background[rows, cols]
+    mse = torch.mean((pred - gt) ** 2)
+    loss = mse + config.entropy_weight * opacity_entropy(opacity)
+
+    # Ambient magnitude composited per ray with the (detached) weights, penalised outside the
+    # lower face: audio may only move the mouth region.
+    amb = _ambient_samples(aux_out, field).abs().sum(-1) * aux["weights"].detach()  # (S,)
+    amb_ray = per_ray_sum(amb, bundle.packed_info)  # (B * n,)
+    rects = torch.tensor([data.lower_face_rects[i] for i in indices.tolist()], device=device)  # (B, 4)
+    inside = ((cols >= rects[:, 0:1]) & (cols < rects[:, 1:2]) & (rows >= rects[:, 2:3])
+              & (rows < rects[:, 3:4]))
+    loss = loss + config.ambient_weight * ramp(step, config.ambient_ramp_iters) * ambient_loss(
+        amb_ray, inside.reshape(-1))
+    stats = {"loss": float(loss.detach()), "psnr": -10.0 * math.log10(max(float(mse.detach()), 1e-10)),
+             "samples_per_ray": bundle.n_samples / max(bundle.n_rays, 1)}
+    return loss, stats
