@@ -82,10 +82,8 @@ def check_writable(folder: str, what: str) -> None:
 
 
 def load_split(root: str, split: str, args) -> TalkingHeadDataset:
-    kwargs = dict(audio=args.audio_features, cache_size=1024 if split == "train" else 256)
-    if args.eye_source != "landmarks":  # COMPAT(interface 5): always pass it once eye_source is merged
-        kwargs["eye_source"] = args.eye_source
-    return TalkingHeadDataset(root, split, **kwargs)
+    return TalkingHeadDataset(root, split, audio=args.audio_features, eye_source=args.eye_source,
+                              cache_size=1024 if split == "train" else 256)
 
 
 def prepare(args):

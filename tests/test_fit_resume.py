@@ -208,7 +208,6 @@ def test_unreadable_checkpoint_names_the_file(data, tmp_path, kind):
 
 def test_model_spec_covers_every_field_constructor_argument():
     params = set(inspect.signature(AudioRadianceField.__init__).parameters) - {"self", "audio_type"}
-    params.discard("grid_resolution")  # COMPAT(interface 2): the merged field has no grid_resolution
     names = {f.name for f in dataclasses.fields(ModelSpec)}
     assert params == names - {"audio_window", "audio_width"}
     spec = ModelSpec(audio_window=8, audio_width=12, num_frames=5, dim_aud=16, ind_dim=3, hidden=32,

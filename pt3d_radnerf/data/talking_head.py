@@ -296,11 +296,6 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
         self._executor: Optional[ThreadPoolExecutor] = None
         self._background: Optional[torch.Tensor] = None
 
-    @property
-    def eye_areas(self) -> torch.Tensor:
-        """Alias of ``eye`` (N,), the name used before ``eye_source`` existed."""
-        return self.eye
-
     # ---- checks at load -------------------------------------------------------------------------
     def _check_images(self, meta_path: str) -> None:
         """Every referenced gt_imgs/<img_id>.jpg exists with size (h, w); bc.jpg too (headers only)."""

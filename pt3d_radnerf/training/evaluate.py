@@ -151,7 +151,7 @@ def render_with_audio(head: HeadModel, data: TalkingHeadDataset, features: torch
 
     n_pose = len(data)
     cycle = list(range(n_pose)) + list(range(n_pose - 2, 0, -1)) or [0]
-    eye = float(data.eye_areas.mean())
+    eye = float(data.eye.mean())
     frames = []
     for i in tqdm(range(features.shape[0]), desc="render new audio", disable=not progress, unit="frame"):
         window = attention_windows(features, torch.tensor([i]))[0]

@@ -111,16 +111,18 @@ class HeadModel:
     def render(self, data: TalkingHeadDataset, index: int, audio: Optional[torch.Tensor] = None,
                eye: Optional[float] = None, pose_index: Optional[int] = None) -> torch.Tensor:
         """(H, W, 3) render of item ``index`` of ``data``: its camera (or item ``pose_index``'s),
-        its audio window (or ``audio`` (8, W, C)) and eye area (or ``eye``), over its background."""
+        its audio window (or ``audio`` (8, W, C)) and eye area (or ``eye``), over the pose's head
+        background (the ground-truth torso on bc.jpg when the folder has torso_imgs/, else bc.jpg:
+        RAD-NeRF's head-only evaluation)."""
         pose = index if pose_index is None else pose_index
         if audio is None:
             audio = self.audio_windows(data.audio_features, data.aud_index[index : index + 1])
         else:
             audio = audio[None].to(self.device)
-        eye = float(data.eye_areas[index]) if eye is None else eye
+        eye = float(data.eye[index]) if eye is None else eye
         return render_frame(self.field, self.raysampler(data.height, data.width),
                             data.cameras([pose], self.device), self.field.encode_audio(audio), eye,
-                            data.background, self.raymarcher)
+                            data.head_background(pose), self.raymarcher)
 
     def validate(self, data: TalkingHeadDataset, count: int) -> float:
         """Mean PSNR over ``count`` evenly spread items of ``data``. Consumes no global random

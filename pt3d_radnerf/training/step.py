@@ -45,15 +45,6 @@ def per_ray_sum(values: torch.Tensor, packed_info: torch.Tensor) -> torch.Tensor
     return torch.segment_reduce(values, "sum", lengths=counts, unsafe=True)
 
 
-def _ambient_samples(aux_out: Dict, field) -> torch.Tensor:
-    """(S, 2) ambient coordinates of every sample of the step's field calls, in sample order."""
-    if aux_out.get("ambient"):
-        return torch.cat(aux_out["ambient"], 0)
-    # COMPAT(interface 3): a field without aux_out support keeps its last call in last_aux;
-    # remove once AudioRadianceField(aux_out=...) is merged.
-    return field.last_aux["ambient"].reshape(-1, 2)
-
-
 def batch_loss(field, renderer: ImplicitRenderer, data: TalkingHeadDataset, indices: torch.Tensor,
                step: int, config: FitConfig, device: torch.device) -> Tuple[torch.Tensor, Dict[str, float]]:
     """Renders the rays of training items ``indices`` (B,) and returns (loss, stats).
@@ -66,7 +57,7 @@ def batch_loss(field, renderer: ImplicitRenderer, data: TalkingHeadDataset, indi
     (images, aux), bundle = renderer(
         cameras=data.cameras(indices, device), volumetric_function=field,
         audio=attention_windows(data.audio_features, data.aud_index[indices]).to(device),
-        frame_index=indices.to(device), eye=data.eye_areas[indices].to(device),
+        frame_index=indices.to(device), eye=data.eye[indices].to(device),
         mask=face_ray_weights(data, indices, config.face_ray_weight).to(device),
         n_rays_per_image=config.rays_per_camera, stratified_sampling=True, return_aux=True, aux_out=aux_out,
     )
@@ -75,14 +66,16 @@ def batch_loss(field, renderer: ImplicitRenderer, data: TalkingHeadDataset, indi
     cam = torch.arange(len(indices), device=device)[:, None]
     gt = target[cam, rows, cols]  # (B, n, 3), no grad
     opacity = images[..., 0, 3]  # (B, n)
-    background = data.background.to(device)
-    pred = images[..., 0, :3] + (1.0 - opacity[..., None]) * background[rows, cols]
+    # The head is trained over what lies behind it: the ground-truth torso on bc.jpg when the
+    # folder has torso_imgs/ (RAD-NeRF), else bc.jpg.
+    background = torch.stack([data.head_background(int(i)) for i in indices]).to(device)  # (B, H, W, 3)
+    pred = images[..., 0, :3] + (1.0 - opacity[..., None]) * background[cam, rows, cols]
     mse = torch.mean((pred - gt) ** 2)
     loss = mse + config.entropy_weight * opacity_entropy(opacity)
 
     # Ambient magnitude composited per ray with the (detached) weights, penalised outside the
     # lower face: audio may only move the mouth region.
-    amb = _ambient_samples(aux_out, field).abs().sum(-1) * aux["weights"].detach()  # (S,)
+    amb = torch.cat(aux_out["ambient"]).abs().sum(-1) * aux["weights"].detach()  # (S,) in sample order
     amb_ray = per_ray_sum(amb, bundle.packed_info)  # (B * n,)
     rects = torch.tensor([data.lower_face_rects[i] for i in indices.tolist()], device=device)  # (B, 4)
     inside = ((cols >= rects[:, 0:1]) & (cols < rects[:, 1:2]) & (rows >= rects[:, 2:3])

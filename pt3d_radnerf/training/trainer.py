@@ -12,7 +12,6 @@ is left as it was) whose state is checkpointed, so ``fit(resume=True)`` continue
 a fixed thread count. A resume with a different training config is refused.
 """
 
-import inspect
 import os
 import time
 from typing import Any, Dict, List, Optional
@@ -47,11 +46,7 @@ class _Progress:
 
 def _field_density(field, points: torch.Tensor, audio_code: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
     """sigma (N,) at points (N, 3) for one camera's audio_code (1, dim_aud) and eye (1,)."""
-    if "audio_code" in inspect.signature(field.density).parameters:
-        return field.density(points, audio_code=audio_code, eye=eye)
-    # COMPAT(interface 4): the pre-merge field takes one code as enc_a and a float eye; remove
-    # once AudioRadianceField.density(points, audio_code=, eye=, camera_index=) is merged.
-    return field.density(points, enc_a=audio_code[0], eye=float(eye[0]))
+    return field.density(points, audio_code=audio_code, eye=eye)
 
 
 class TalkingHeadTrainer:
@@ -105,7 +100,7 @@ class TalkingHeadTrainer:
                 i = torch.randint(0, len(self.data), (1,))
                 audio = attention_windows(self.data.audio_features, self.data.aud_index[i]).to(self.device)
                 drawn["code"] = self.field.encode_audio(audio)
-                drawn["eye"] = self.data.eye_areas[i].to(self.device)
+                drawn["eye"] = self.data.eye[i].to(self.device)
             return _field_density(self.field, points, drawn["code"], drawn["eye"])
 
         return density
