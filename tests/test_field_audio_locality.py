@@ -65,10 +65,10 @@ def in_mouth_box(x: torch.Tensor) -> torch.Tensor:
     return ((x - MOUTH).abs() < 0.25).all(-1)
 
 
-def query(field: AudioRadianceField, points: torch.Tensor, enc_a: torch.Tensor):
-    """sigma (N,) and ambient (N, 2) at points (N, 3) for audio codes enc_a (N, dim_aud)."""
+def query(field: AudioRadianceField, points: torch.Tensor, audio_code: torch.Tensor):
+    """sigma (N,) and ambient (N, 2) at points (N, 3) for audio codes audio_code (N, dim_aud)."""
     n = points.shape[0]
-    sigma, _, ambient = field.query(points, torch.tensor([0.0, 0.0, 1.0]).expand(n, 3), enc_a,
+    sigma, _, ambient = field.query(points, torch.tensor([0.0, 0.0, 1.0]).expand(n, 3), audio_code,
                                     field.individual_codes[:1].expand(n, -1), torch.full((n, 1), field.default_eye))
     return sigma, ambient
 
@@ -79,18 +79,18 @@ def fit_toy(ambient_weight: float, brow_follows_audio: bool = False, seed: int =
     the box, half near the mouth and brow) and returns the measures of the module docstring."""
     torch.manual_seed(seed)
     pattern = torch.randn(WINDOW, WIDTH)
-    field = AudioRadianceField((WINDOW, WIDTH), num_frames=1, use_attention=False, grid_resolution=8)
+    field = AudioRadianceField((WINDOW, WIDTH), num_frames=1, use_attention=False)
     opt = torch.optim.Adam(field.param_groups(lr=1e-2, lr_net=1e-3), betas=(0.9, 0.99), eps=1e-15, fused=True)
     for step in range(steps):
         s = torch.rand(clips)
-        enc_a = field.encode_audio(s[:, None, None] * pattern + 0.05 * torch.randn(clips, WINDOW, WIDTH))
+        audio_code = field.encode_audio(s[:, None, None] * pattern + 0.05 * torch.randn(clips, WINDOW, WIDTH))
         uniform = BOX_MIN + (BOX_MAX - BOX_MIN) * torch.rand(clips, points // 2, 3)
         centres = torch.where(torch.rand(clips, points // 2, 1) < 0.5, MOUTH, BROW)
         features = (centres + 0.12 * torch.randn(clips, points // 2, 3)).clamp(BOX_MIN, BOX_MAX)
         x = torch.cat([uniform, features], 1)  # (clips, points, 3)
         target = toy_sigma(x, s[:, None], brow_follows_audio).reshape(-1)
         x = x.reshape(-1, 3)
-        sigma, ambient = query(field, x, enc_a.repeat_interleave(points, 0))
+        sigma, ambient = query(field, x, audio_code.repeat_interleave(points, 0))
         loss = (sigma - target).square().mean()
         if ambient_weight:
             amb = ambient_loss(ambient.abs().sum(-1), in_mouth_box(x))

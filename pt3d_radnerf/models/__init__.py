@@ -1,7 +1,12 @@
-"""Neural building blocks of the audio-driven radiance field."""
+"""Neural building blocks of the audio-driven radiance field, and the per-sample view of a ray
+bundle (:func:`ray_points`) that lets any implicit function accept dense and packed bundles."""
 
 from .audio_net import AudioAttNet, AudioNet
 from .encoders import HashGridEncoder, SHEncoder
-from .radiance_field import AudioRadianceField, trunc_exp
+from .radiance_field import RADNERF_AABB, AudioRadianceField, trunc_exp
+from .sampling import RayPoints, is_packed, ray_points, sample_camera_index
 
-__all__ = ["AudioAttNet", "AudioNet", "AudioRadianceField", "HashGridEncoder", "SHEncoder", "trunc_exp"]
+__all__ = [
+    "AudioAttNet", "AudioNet", "AudioRadianceField", "HashGridEncoder", "RADNERF_AABB", "RayPoints",
+    "SHEncoder", "is_packed", "ray_points", "sample_camera_index", "trunc_exp",
+]
