@@ -1,11 +1,12 @@
 """Smoke render: PyTorch3D's ImplicitRenderer on an analytic sphere, rays clipped by our kernel.
 
-Stands in for the main job until examples/fit_talking_head.py lands. It renders the RGB sphere
-from PyTorch3D's ImplicitRenderer docstring with the stock raysampler and raymarcher, then again
-with sample depths restricted to each ray's [near, far] from pt3d_radnerf.ops.near_far_from_aabb,
-then through an occupancy grid twice: the single-pass ImplicitRenderer(OccupancyGridRaysampler,
-OccupancyGridRaymarcher) and the inference fast path render_compacted (same samples, fewer field
-evaluations), and writes the images side by side to outputs/smoke_render.png.
+A quick check that the extension and the renderer components work (no data, no training). It
+renders the RGB sphere from PyTorch3D's ImplicitRenderer docstring with the stock raysampler and
+raymarcher, then again with sample depths restricted to each ray's [near, far] from
+pt3d_radnerf.ops.near_far_from_aabb, then through an occupancy grid twice: the single-pass
+ImplicitRenderer(OccupancyGridRaysampler, OccupancyGridRaymarcher) and the inference fast path
+render_compacted (same samples, fewer field evaluations), and writes the images side by side to
+outputs/smoke_render.png.
 """
 
 import argparse
@@ -78,7 +79,7 @@ def main():
         clipped, _ = renderer(cameras=cameras, volumetric_function=clipped_sphere)
     err = (stock - clipped).abs().max().item()
 
-    # Occupancy grid from the sphere's density; then the single pass and the compacted path.
+    # Occupancy grid from the sphere's density (sigma); then the single pass and the compacted path.
     grid = OccupancyGrid(aabb=BOX, resolution=64)
     grid.update(lambda x: 1e3 * (x.norm(dim=-1) < 0.86).float(), step=0)
     sampler = OccupancyGridRaysampler(image_width=args.size, image_height=args.size, occupancy_grid=grid,

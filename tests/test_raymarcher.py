@@ -1,5 +1,7 @@
 """OccupancyGridRaymarcher as a drop-in for EmissionAbsorptionRaymarcher inside ImplicitRenderer."""
 
+import warnings
+
 import pytest
 import torch
 from pytorch3d.renderer import (EmissionAbsorptionRaymarcher, FoVPerspectiveCameras, ImplicitRenderer,
@@ -115,3 +117,73 @@ def test_sigma_mode_uses_metric_deltas():
     alpha = 1 - torch.exp(-sigma[..., 0] * deltas)
     want = EmissionAbsorptionRaymarcher()(alpha[..., None], feats)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+# ---- parity with EmissionAbsorptionRaymarcher (issue 14.3, 14.4) ----------------------------------
+def test_per_call_eps_like_stock():
+    torch.manual_seed(0)
+    d, f = torch.rand(3, 7, 1), torch.rand(3, 7, 2)
+    ours, stock = OccupancyGridRaymarcher(t_thresh=0.0), EmissionAbsorptionRaymarcher()
+    for eps in (1e-10, 0.1):
+        # Features: the same eps-shifted transmittance. (Stock's opacity is 1 - prod(1 - a) for
+        # any eps; ours is the sum of the weights, equal to it for PyTorch3D's tiny eps.)
+        torch.testing.assert_close(ours(d, f, eps=eps)[..., :2], stock(d, f, eps=eps)[..., :2], atol=1e-6, rtol=0)
+    assert (ours(d, f, eps=0.1) - ours(d, f)).abs().max() > 1e-3
+    # ImplicitRenderer passes field kwargs (aux_out, audio, ...) to the raymarcher: ignored.
+    torch.testing.assert_close(ours(d, f, aux_out={}, audio=torch.zeros(1)), ours(d, f))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_inputs_keep_their_dtype(dtype):
+    torch.manual_seed(0)
+    d, f = torch.rand(4, 9, 1), torch.rand(4, 9, 3)
+    want = EmissionAbsorptionRaymarcher()(d.to(dtype), f.to(dtype))
+    got, aux = OccupancyGridRaymarcher(t_thresh=0.0)(d.to(dtype), f.to(dtype), return_aux=True)
+    assert got.dtype == want.dtype == dtype and aux["weights"].dtype == dtype
+    exact = EmissionAbsorptionRaymarcher()(d, f)  # float32
+    tol = 1e-2 if dtype == torch.float16 else 3e-2
+    torch.testing.assert_close(got.float(), exact, atol=tol, rtol=0)
+
+
+def test_density_range_warning_like_stock():
+    d, f = torch.rand(2, 5, 1) * 2.0, torch.rand(2, 5, 3)
+    for rm in (EmissionAbsorptionRaymarcher(), OccupancyGridRaymarcher()):
+        with pytest.warns(UserWarning, match="outside of valid"):
+            rm(d, f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        OccupancyGridRaymarcher()(d / 2.0, f)  # in range: silent
+        OccupancyGridRaymarcher(density_mode="sigma")(d * 10, f, ray_bundle=RayBundle(
+            torch.zeros(2, 3), torch.ones(2, 3), torch.linspace(1, 2, 5).expand(2, 5), torch.zeros(2, 2)))
+
+
+def test_gradients_match_stock_and_double_backward_is_refused():
+    torch.manual_seed(0)
+    d = torch.rand(3, 6, 1, dtype=torch.float64, requires_grad=True)
+    f = torch.rand(3, 6, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(3, 4, dtype=torch.float64)
+    want = torch.autograd.grad((EmissionAbsorptionRaymarcher()(d, f) * w).sum(), (d, f))
+    got = torch.autograd.grad((OccupancyGridRaymarcher(t_thresh=0.0)(d, f) * w).sum(), (d, f))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    # Stock supports create_graph=True; ours says clearly that it does not.
+    g, = torch.autograd.grad(EmissionAbsorptionRaymarcher()(d, f).sum(), d, create_graph=True)
+    assert g.requires_grad
+    with pytest.raises(RuntimeError, match="does not support double backward"):
+        torch.autograd.grad(OccupancyGridRaymarcher()(d, f).sum(), d, create_graph=True)
+
+
+def test_packed_bundle_never_reaches_a_stock_raymarcher_silently():
+    """Our packed raysampler with PyTorch3D's raymarcher and a field written for RayBundle:
+    the packed bundle has no `lengths`, so the render fails with an explanation before any
+    packed samples could be composited as one dense ray."""
+    from pt3d_radnerf.renderer import OccupancyGrid, OccupancyGridRaysampler
+
+    sampler = OccupancyGridRaysampler(image_width=16, image_height=2, occupancy_grid=OccupancyGrid(resolution=8))
+    renderer = ImplicitRenderer(sampler, EmissionAbsorptionRaymarcher())
+    with pytest.raises(AttributeError, match="no dense `lengths`.*OccupancyGridRaymarcher"):
+        renderer(cameras=cameras(), volumetric_function=sphere)
+    bundle = sampler(cameras())
+    assert not hasattr(bundle, "lengths")
+    with pytest.raises(AttributeError, match="mode='dense'"):
+        ray_bundle_to_ray_points(bundle)

@@ -181,19 +181,42 @@ def test_packed_samples_equal_bruteforce(unit):
     assert bool((depth >= 0.3 * (1 if unit else 1)).all())
 
 
-def test_sigma_pruning_drops_empty_and_occluded_samples():
+def _pruning_field(radius):
+    """A field exposing only density(points, radius=, camera_index=): sigma 1e3 inside a ball
+    whose radius is per camera."""
+
+    def density(points, radius=radius, camera_index=None):
+        return (points.norm(dim=-1) < radius[camera_index]).float() * 1e3
+
+    return SimpleNamespace(density=density)
+
+
+@pytest.mark.parametrize("alpha_thre,t_thresh", [(1e-3, 1e-4), (0.0, 1e-2), (0.5, 0.0)])
+def test_sigma_pruning_keeps_what_the_compositor_weights(alpha_thre, t_thresh):
     cams = _cameras("fov")
     grid = OccupancyGrid(resolution=16)  # all occupied: the field decides
-    field = SimpleNamespace(density=lambda p, **kw: (p.norm(dim=-1) < 0.5).float() * 1e3, occupancy_grid=grid)
-    sampler = OccupancyGridRaysampler(image_width=W, image_height=H, dt_min=0.02)
-    full = sampler(cams, volumetric_function=field)
-    pruned = sampler(cams, volumetric_function=field, alpha_thre=1e-3, early_stop_eps=1e-4)
+    radius = torch.tensor([0.5, 0.8])
+    field = _pruning_field(radius)
+    full = OccupancyGridRaysampler(image_width=W, image_height=H, dt_min=0.02, occupancy_grid=grid)(cams)
+    pruned = OccupancyGridRaysampler(image_width=W, image_height=H, dt_min=0.02, occupancy_grid=grid,
+                                     alpha_thre=alpha_thre, t_thresh=t_thresh)(cams, volumetric_function=field)
     assert 0 < pruned.n_samples < full.n_samples
-    pts = pruned.sample_points()
-    assert bool((pts.norm(dim=-1) < 0.5 + 1e-6).all())  # zero-density samples are gone
-    # alpha ~ 1 per sample inside: the ray is opaque after its first sample there.
-    assert int(pruned.packed_info[:, 1].max()) <= 2
+    # Independent expectation: the twin's compositing weights (eps 1e-10, same stopping rule).
+    cam = full.camera_ids.reshape(-1)[full.ray_indices]
+    sigma = field.density(full.sample_points(), camera_index=cam)
+    deltas = full.deltas()
+    weights = reference.composite(sigma, torch.zeros(sigma.shape[0], 1), full.packed_info, None, deltas,
+                                  "sigma", t_thresh, 1e-10)[3]
+    keep = (1 - torch.exp(-sigma * deltas) >= alpha_thre) & ((weights > 0) | (t_thresh == 0))
+    assert torch.equal(pruned.ray_indices, full.ray_indices[keep])
+    assert torch.equal(pruned.t_starts, full.t_starts[keep])
     assert torch.equal(pruned.packed_info[:, 0], torch.cumsum(pruned.packed_info[:, 1], 0) - pruned.packed_info[:, 1])
+    # Per-camera conditioning reaches the density: camera 1's ball is bigger.
+    pts, cam_p = pruned.sample_points(), pruned.camera_ids.reshape(-1)[pruned.ray_indices]
+    assert bool((pts.norm(dim=-1) < radius[cam_p] + 1e-6).all())
+    assert float(pts[cam_p == 1].norm(dim=-1).max()) > 0.6
+    if t_thresh >= 1e-4:  # alpha ~ 1 per sample inside: opaque after the first sample there
+        assert int(pruned.packed_info[:, 1].max()) <= 2
 
 
 def test_renders_docstring_sphere_like_stock_sampler():
@@ -253,9 +276,16 @@ def test_bad_and_empty_inputs():
     cams = _cameras("fov")
     grid = _grid(occupied=False)
     s = OccupancyGridRaysampler(image_width=W, image_height=H, occupancy_grid=grid)
-    with pytest.raises(ValueError, match="no occupancy grid"):
+    with pytest.raises(ValueError, match="needs occupancy_grid"):
+        OccupancyGridRaysampler(image_width=W, image_height=H, mode="packed")
+    with pytest.raises(ValueError, match="finite max_depth"):  # no grid: the stock dense sampler
         OccupancyGridRaysampler(image_width=W, image_height=H)(cams)
-    assert OccupancyGridRaysampler(image_width=W, image_height=H)(cams, volumetric_function=SimpleNamespace(occupancy_grid=grid)).n_rays == 2 * W * H
+    with pytest.raises(TypeError, match="OccupancyGrid"):
+        OccupancyGridRaysampler(image_width=W, image_height=H, occupancy_grid=SimpleNamespace(occupancy_grid=grid))
+    with pytest.raises(ValueError, match="pruning"):
+        OccupancyGridRaysampler(image_width=W, image_height=H, mode="dense", occupancy_grid=grid, t_thresh=1e-4)
+    with pytest.raises(ValueError, match="density"):
+        OccupancyGridRaysampler(image_width=W, image_height=H, occupancy_grid=grid, t_thresh=1e-4)(cams)
     with pytest.raises(ValueError, match="cameras are on"):
         s(SimpleNamespace(device=torch.device("cuda:0")))
     bad = FoVPerspectiveCameras(R=cams.R, T=cams.T.clone().fill_(float("nan")))
@@ -271,6 +301,11 @@ def test_bad_and_empty_inputs():
         OccupancyGridRaysampler(image_width=W, image_height=H, mode="sparse")
     with pytest.raises(ValueError, match="min_depth"):
         s(cams, min_depth=3.0, max_depth=2.0)
+    for bad in (0, -3, W * H + 1):
+        with pytest.raises(ValueError, match="n_rays_per_image"):
+            s(cams, n_rays_per_image=bad)
+    with pytest.raises(ValueError, match="n_rays_total"):
+        s(cams, n_rays_total=0)
     # Rays that miss the box, and an empty grid: zero samples, every ray still present.
     away = FoVPerspectiveCameras(R=cams.R, T=cams.T * torch.tensor([1.0, 1.0, -1.0]))
     out = s(away)
@@ -281,3 +316,5 @@ def test_bad_and_empty_inputs():
     assert torch.equal(dense.lengths[0, 0, 0], torch.linspace(1, 2, 5))
     with pytest.raises(ValueError, match="finite max_depth"):
         OccupancyGridRaysampler(image_width=W, image_height=H, occupancy_grid=grid, mode="dense")(cams)
+    # min_depth == max_depth is accepted (PyTorch3D accepts it): packed rays get no samples.
+    assert s(cams, min_depth=2.0, max_depth=2.0).n_samples == 0

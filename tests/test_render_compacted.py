@@ -5,6 +5,7 @@ import torch
 from pytorch3d.renderer import FoVPerspectiveCameras, ImplicitRenderer, look_at_view_transform
 
 from pt3d_radnerf.models import AudioRadianceField
+from pt3d_radnerf.models.radiance_field import RADNERF_AABB
 from pt3d_radnerf.renderer import (OccupancyGrid, OccupancyGridRaymarcher, OccupancyGridRaysampler,
                                    render_chunked, render_compacted)
 
@@ -63,11 +64,10 @@ def test_compacted_equals_single_pass(t_thresh, dt_gamma, cascades):
         render_compacted(cameras(), BlobField(), sampler, marcher),
     )
     assert img.shape == (2, H, W, 4) and ref_aux["opacity"].max() > 0.99  # opaque in view
-    # Same samples, order and stopping rule: equal up to rounding; a ray whose T lands on the
-    # threshold within rounding may stop one sample apart (at most t_thresh * max feature = 1).
-    torch.testing.assert_close(img, ref, atol=1e-5 + t_thresh, rtol=0)
-    assert (img - ref).abs().gt(1e-5).float().mean() < 0.01
-    torch.testing.assert_close(aux["depth"], ref_aux["depth"], atol=1e-4 + 4 * t_thresh, rtol=0)
+    # Same samples, same kernel, same stopping rule (the loop resumes the kernel at each ray's
+    # transmittance): equal up to the rounding of summing a ray's features in several parts.
+    torch.testing.assert_close(img, ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(aux["depth"], ref_aux["depth"], atol=1e-5, rtol=0)
     # Against the render without termination, either path is within t_thresh * max feature.
     full = single_pass(cameras(), BlobField(), sampler, OccupancyGridRaymarcher(t_thresh=0.0, background=0.3))
     torch.testing.assert_close(img, full, atol=1e-5 + t_thresh, rtol=0)
@@ -161,10 +161,12 @@ def test_rays_that_miss_and_bad_input():
 
 def test_audio_radiance_field_matches_single_pass():
     torch.manual_seed(0)
-    field = AudioRadianceField(audio_type=(16, 8), num_frames=2, grid_resolution=16, log2_hashmap_size=12)
+    field = AudioRadianceField(audio_type=(16, 8), num_frames=2, log2_hashmap_size=12)
     with torch.no_grad():
         field.sigma_net[-1].weight[0] *= 100.0  # a dense untrained field, so rays terminate
-    sampler = OccupancyGridRaysampler(image_width=12, image_height=10, min_depth=1.0, max_depth=5.0)
+    grid = OccupancyGrid(aabb=RADNERF_AABB, resolution=16)  # fresh: every cell occupied
+    sampler = OccupancyGridRaysampler(image_width=12, image_height=10, min_depth=1.0, max_depth=5.0,
+                                      occupancy_grid=grid)
     marcher = OccupancyGridRaymarcher(background=1.0, t_thresh=1e-2, return_aux=True)
     R, T = look_at_view_transform(dist=3.0, elev=[10.0, -20.0], azim=[0.0, 35.0])
     cams = FoVPerspectiveCameras(R=R, T=T, fov=30.0)
@@ -173,6 +175,8 @@ def test_audio_radiance_field_matches_single_pass():
         ref, ref_aux = single_pass(cams, field, sampler, marcher, **kw)
     img, aux = render_compacted(cams, field, sampler, marcher, **kw)
     assert ref_aux["opacity"].max() > 0.99 and ref_aux["weights"].numel() > aux["samples"] > 0
+    # A real network: its float32 outputs round differently on differently sized batches, so a
+    # ray whose T lands within rounding of t_thresh may stop one sample apart.
     torch.testing.assert_close(img, ref, atol=1e-5 + marcher.t_thresh, rtol=0)
     assert (img - ref).abs().gt(1e-5).float().mean() < 0.01
     # Per-camera audio / frame codes reach the right rays: swapping them changes the image.

@@ -1,13 +1,18 @@
-"""OccupancyGrid: a multi-cascade binary occupancy grid over an axis-aligned box.
+"""OccupancyGrid: a multi-cascade binary occupancy grid over an axis-aligned box, and its lifecycle.
 
-Layout (shared with ``pt3d_radnerf.ops.occupancy_march``): cascade ``c`` covers the base box
-scaled by ``2^c`` about its centre, split into ``res^3`` cells in morton order; the flat cell index
-is ``c * res^3 + morton(x, y, z)`` and the bitfield holds cell ``8 i + k`` in bit ``k`` of byte ``i``.
+The caller owns the grid (nerfacc's ``OccGridEstimator`` pattern): it builds it from a box, a
+resolution and a step, passes it to :class:`OccupancyGridRaysampler` (``occupancy_grid=``), and
+drives its updates, either by calling :meth:`OccupancyGrid.update` once per training step or by
+giving the raysampler an ``update_fn`` (then the raysampler updates it on every training call).
+Every option is a constructor argument, readable as a read-only property afterwards.
 
-Occupancy values are optical thicknesses: ``sigma(x) * step_size`` for a random point ``x`` in the
-cell, where ``step_size`` is the metric marching step (default ``sqrt(3) * longest side / res``,
-i.e. ``2 sqrt(3) / 128`` for RAD-NeRF's box). A value of 0.01 means one step there absorbs ~1%.
-Cells no training camera sees hold -1 and are never updated or occupied.
+Values (buffer ``sigma``) are densities sigma (1 / length, as RAD-NeRF's ``density_grid``); a
+cell is occupied when its value exceeds ``min(mean of the seen cells, threshold)``, also in sigma
+units (RAD-NeRF's ``density_thresh``). The march only reads the packed bitfield. Special values:
+NaN = never evaluated yet (occupied, so a fresh grid samples everywhere), -1 = seen by no
+training camera (never updated, never occupied; :meth:`mark_unseen`).
+
+Layout: ``pt3d_radnerf.ops.grid_layout`` (shared with ``ops.occupancy_march``).
 """
 
 import math
@@ -17,13 +22,9 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..ops import reference
+from ..ops import grid_layout
 
-
-def _unpack(bitfield: torch.Tensor) -> torch.Tensor:
-    """uint8 (B,) -> bool (8 B,), cell 8 i + k = bit k of byte i."""
-    shifts = torch.arange(8, device=bitfield.device, dtype=torch.int64)
-    return ((bitfield[:, None].long() >> shifts) & 1).bool().reshape(-1)
+DENSITY_KINDS = ("sigma", "alpha")
 
 
 class OccupancyGrid(nn.Module):
@@ -33,18 +34,24 @@ class OccupancyGrid(nn.Module):
         aabb: base box ``(xmin, ymin, zmin, xmax, ymax, zmax)`` (non-cubic allowed).
         resolution: cells per axis per cascade, a power of two (default 128).
         cascades: number of nested grids, each doubling the extent (default 1).
-        step_size: metric step the occupancy values are scaled by (default
-            ``sqrt(3) * longest side / resolution``); also the raysampler's default ``dt_min``.
+        step_size: the metric marching step (default ``sqrt(3) * longest side / resolution``);
+            the raysampler's default ``dt_min``, and the step that converts a ``density_kind=
+            "alpha"`` density function's per-step opacity to sigma.
         update_every: :meth:`update` does work only when ``step % update_every == 0``.
-        warmup_steps: before this step every cell is evaluated; afterwards 1/4 of the cells at
-            random plus the occupied ones.
-        decay: ``grid = max(grid * decay, new)`` on evaluated cells.
-        threshold: a cell is occupied when its value exceeds ``min(mean, threshold)``.
+        warmup_steps: before this step updates sweep all cells (every cell, or with
+            ``cells_per_update`` the next ``cells_per_update`` of a fixed scattered order);
+            afterwards half of the evaluated cells are uniform random, half occupied ones.
+        decay: ``sigma = max(sigma * decay, new)`` on evaluated cells.
+        threshold: sigma above which a cell may be occupied: occupied where
+            ``sigma > min(mean sigma, threshold)``. Default ``0.01 / step_size`` (one step
+            there absorbs ~1%, instant-ngp's and nerfacc's default); RAD-NeRF uses 10.
         dilation: 6-neighbour dilation iterations applied to the bitfield after each update.
+        cells_per_update: the most cells one update evaluates (bounds its cost). None:
+            instant-ngp's policy, every cell during warm-up and ``res^3 / 4`` random plus up to
+            ``res^3 / 4`` occupied cells per cascade afterwards.
 
-    Buffers (saved in ``state_dict``, moved by ``.to()``): ``aabb`` (6,), ``density``
+    Buffers (saved in ``state_dict``, moved by ``.to()``): ``aabb`` (6,), ``sigma``
     (cascades, res^3) float32 in morton order, ``bitfield`` (cascades * res^3 / 8,) uint8.
-    A fresh grid is fully occupied, so sampling works before the first update.
     """
 
     def __init__(
@@ -56,8 +63,9 @@ class OccupancyGrid(nn.Module):
         update_every: int = 16,
         warmup_steps: int = 256,
         decay: float = 0.95,
-        threshold: float = 0.01,
+        threshold: Optional[float] = None,
         dilation: int = 0,
+        cells_per_update: Optional[int] = None,
     ) -> None:
         super().__init__()
         if resolution < 2 or resolution > 1024 or resolution & (resolution - 1):
@@ -69,111 +77,167 @@ class OccupancyGrid(nn.Module):
             raise ValueError(f"aabb needs min < max on every axis, got {box.tolist()}")
         if update_every < 1:
             raise ValueError(f"update_every must be >= 1, got {update_every}")
-        self.resolution = int(resolution)
-        self.cascades = int(cascades)
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"decay must be in [0, 1], got {decay}")
+        if step_size is not None and not step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {step_size}")
+        if threshold is not None and not threshold >= 0:
+            raise ValueError(f"threshold must be >= 0 (sigma units), got {threshold}")
+        if cells_per_update is not None and cells_per_update < 1:
+            raise ValueError(f"cells_per_update must be >= 1 or None, got {cells_per_update}")
+        if dilation < 0:
+            raise ValueError(f"dilation must be >= 0, got {dilation}")
         extent = float((box[3:] - box[:3]).max())
-        self.step_size = float(step_size) if step_size else math.sqrt(3) * extent / resolution
-        self.update_every = int(update_every)
-        self.warmup_steps = int(warmup_steps)
-        self.decay = float(decay)
-        self.threshold = float(threshold)
-        self.dilation = int(dilation)
-        n = self.cascades * self.resolution**3
+        self._resolution, self._cascades = int(resolution), int(cascades)
+        self._step_size = float(step_size) if step_size else math.sqrt(3) * extent / resolution
+        self._update_every, self._warmup_steps = int(update_every), int(warmup_steps)
+        self._decay, self._dilation = float(decay), int(dilation)
+        self._threshold = 0.01 / self._step_size if threshold is None else float(threshold)
+        self._cells_per_update = None if cells_per_update is None else int(cells_per_update)
+        n = self._cascades * self._resolution**3
         self.register_buffer("aabb", box)
-        self.register_buffer("density", torch.zeros(self.cascades, self.resolution**3))
+        self.register_buffer("sigma", torch.full((self._cascades, self._resolution**3), float("nan")))
         self.register_buffer("bitfield", torch.full((n // 8,), 255, dtype=torch.uint8))
+
+    # ---- configuration (read-only: build a new grid to change it) -------------------------------
+    resolution = property(lambda self: self._resolution, doc="Cells per axis per cascade.")
+    cascades = property(lambda self: self._cascades, doc="Number of nested grids.")
+    step_size = property(lambda self: self._step_size, doc="Metric marching step.")
+    update_every = property(lambda self: self._update_every, doc="Update interval in steps.")
+    warmup_steps = property(lambda self: self._warmup_steps, doc="Steps of full sweeps.")
+    decay = property(lambda self: self._decay, doc="Per-update decay of evaluated cells.")
+    threshold = property(lambda self: self._threshold, doc="Occupancy threshold (sigma).")
+    dilation = property(lambda self: self._dilation, doc="Bitfield dilation iterations.")
+    cells_per_update = property(lambda self: self._cells_per_update, doc="Update budget.")
 
     # ---- queries ----------------------------------------------------------------------------
     @property
     def n_cells(self) -> int:
-        return self.cascades * self.resolution**3
+        return self._cascades * self._resolution**3
 
     @property
     def occupancy_fraction(self) -> float:
         """Fraction of occupied cells over all cascades."""
-        return float(_unpack(self.bitfield).float().mean())
+        return float(grid_layout.unpack_bits(self.bitfield).float().mean())
 
     def occupied(self) -> torch.Tensor:
         """(cascades, res^3) bool occupancy, morton order."""
-        return _unpack(self.bitfield).view(self.cascades, -1)
+        return grid_layout.unpack_bits(self.bitfield).view(self._cascades, -1)
 
     def set_occupancy(self, occupied: torch.Tensor) -> None:
         """Overwrites the bitfield from (cascades, res^3) bool in morton order (tests, tools)."""
-        occupied = occupied.reshape(self.cascades, -1).to(self.bitfield.device)
+        occupied = occupied.reshape(self._cascades, -1).to(self.bitfield.device)
         self.bitfield.copy_(ops.packbits(occupied.float(), 0.5))
 
     def cell_points(self, indices: torch.Tensor, jitter: bool = True) -> torch.Tensor:
-        """(M, 3) world points in flat cells ``indices`` (M,): random inside, or centres."""
-        n3 = self.resolution**3
-        lo, _, cs = reference.cascade_boxes(self.aabb, self.cascades, self.resolution)
-        c = indices // n3
-        xyz = ops.morton3d_invert((indices % n3).to(torch.int32))
-        offset = torch.rand_like(lo[c]) if jitter else torch.full_like(lo[c], 0.5)
-        return lo[c] + (xyz.to(lo.dtype) + offset) * cs[c]
+        """(M, 3) world points in flat cells ``indices`` (M,): uniform inside, or centres."""
+        offsets = (torch.rand(indices.shape[0], 3, device=indices.device) if jitter
+                   else torch.full((indices.shape[0], 3), 0.5, device=indices.device))
+        return grid_layout.cell_points(indices, self.aabb, self._cascades, self._resolution, offsets)
 
     def is_occupied(self, points: torch.Tensor) -> torch.Tensor:
         """(N,) bool: the finest cascade cell containing each (N, 3) point is occupied
         (False outside the outermost cascade)."""
-        box = self.aabb.to(points.dtype)
-        lo, hi, _ = reference.cascade_boxes(box, self.cascades, self.resolution)
-        inside = ((points >= lo[-1]) & (points <= hi[-1])).all(-1)
-        dt = points.new_zeros(points.shape[0])
-        idx = reference.occupancy_cell_index(points, dt, box, self.cascades, self.resolution)
-        return _unpack(self.bitfield)[idx] & inside
+        idx, inside = grid_layout.point_cells(points, self.aabb, self._cascades, self._resolution)
+        return grid_layout.read_bits(self.bitfield, idx) & inside
 
     # ---- updates ----------------------------------------------------------------------------
+    def _cells_to_update(self, step: int) -> torch.Tensor:
+        n, n3, dev = self.n_cells, self._resolution**3, self.sigma.device
+        budget = self._cells_per_update
+        if step < self._warmup_steps:
+            if budget is None or budget >= n:
+                return torch.arange(n, device=dev)
+            # Sweep in a fixed scattered order (odd multiplier: a bijection mod 2^k; large prime:
+            # coprime to any cascade count): all cells once every n / budget updates.
+            start = (step // self._update_every) * budget
+            k = (start + torch.arange(budget, device=dev, dtype=torch.int64)) % n
+            return (k * 2654435761) % n
+        occupied = self.occupied().reshape(-1).nonzero()[:, 0]
+        if budget is None:  # instant-ngp: per cascade, 1/4 random + up to 1/4 occupied
+            picked = []
+            for c in range(self._cascades):
+                occ = occupied[(occupied >= c * n3) & (occupied < (c + 1) * n3)]
+                if occ.numel() > n3 // 4:
+                    occ = occ[torch.randint(0, occ.numel(), (n3 // 4,), device=dev)]
+                picked += [torch.randint(0, n3, (n3 // 4,), device=dev) + c * n3, occ]
+            return torch.cat(picked)
+        n_occ = min(budget // 2, occupied.numel())
+        picked_occ = occupied[torch.randint(0, max(occupied.numel(), 1), (n_occ,), device=dev)]
+        return torch.cat([torch.randint(0, n, (budget - n_occ,), device=dev), picked_occ])
+
     @torch.no_grad()
     def update(
         self,
         density_fn: Callable[[torch.Tensor], torch.Tensor],
         step: int,
         *,
+        density_kind: str = "sigma",
         chunk: int = 1 << 16,
     ) -> bool:
         """instant-ngp / nerfacc update policy; returns True when the grid changed.
 
         Args:
-            density_fn: (N, 3) world points -> (N,) (or (N, 1)) densities sigma >= 0.
-            step: the training step; work happens only every ``update_every`` steps, evaluating
-                every cell before ``warmup_steps`` and 1/4 random + occupied cells after.
+            density_fn: maps (N, 3) world points to (N,) (or (N, 1)) densities, e.g.
+                ``field.density`` or ``lambda x: field.density(x, audio=...)``.
+            step: the training step; work happens only when ``step % update_every == 0``
+                (see the class doc for which cells are evaluated).
+            density_kind: "sigma" (default): ``density_fn`` returns sigma >= 0 (1 / length);
+                "alpha": it returns one step's opacity in [0, 1] (a PyTorch3D-tutorial-style
+                field), converted with the grid's step: ``sigma = -log(1 - alpha) / step_size``.
+            chunk: points per ``density_fn`` call.
         """
-        if step % self.update_every != 0:
+        if density_kind not in DENSITY_KINDS:
+            raise ValueError(f"density_kind must be 'sigma' or 'alpha', got {density_kind!r}")
+        if not callable(density_fn):
+            raise TypeError(f"density_fn must be callable (points (N, 3) -> (N,)), got {type(density_fn).__name__}")
+        if step % self._update_every != 0:
             return False
-        n3 = self.resolution**3
-        dev = self.density.device
-        if step < self.warmup_steps:
-            indices = torch.arange(self.n_cells, device=dev)
-        else:
-            picked = []
-            occupied = self.occupied()
-            for c in range(self.cascades):
-                rand = torch.randint(0, n3, (n3 // 4,), device=dev)
-                occ = occupied[c].nonzero()[:, 0]
-                if occ.numel() > n3 // 4:
-                    occ = occ[torch.randint(0, occ.numel(), (n3 // 4,), device=dev)]
-                picked.append(torch.cat([rand, occ]) + c * n3)
-            indices = torch.cat(picked)
-        values = torch.empty(indices.shape[0], device=dev)
+        indices = self._cells_to_update(step)
+        values = torch.empty(indices.shape[0], device=self.sigma.device)
         for s in range(0, indices.shape[0], chunk):
             pts = self.cell_points(indices[s : s + chunk])
-            sigma = density_fn(pts).reshape(-1)
-            if sigma.shape[0] != pts.shape[0]:
-                raise ValueError(
-                    f"density_fn must return one value per point: got {tuple(sigma.shape)} "
-                    f"for {pts.shape[0]} points"
-                )
-            values[s : s + chunk] = sigma.float() * self.step_size
-        self.density.copy_(ops.decayed_max_update(self.density, indices, values, self.decay))
+            values[s : s + chunk] = self._as_sigma(_call_density(density_fn, pts), pts.shape[0], density_kind)
+        flat = self.sigma.view(-1)
+        flat[indices] = torch.nan_to_num(flat[indices], nan=0.0)  # first evaluation: max(0, new)
+        self.sigma.copy_(ops.decayed_max_update(self.sigma, indices, values, self._decay))
         self.refresh_bitfield()
         return True
 
+    def _as_sigma(self, out: torch.Tensor, n: int, density_kind: str) -> torch.Tensor:
+        """Checks a density_fn output for ``n`` points and returns (n,) float32 sigma."""
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"density_fn must return a tensor, got {type(out).__name__}")
+        if out.shape not in ((n,), (n, 1)):
+            raise ValueError(
+                f"density_fn must return ({n},) or ({n}, 1) {density_kind} values for {n} points, "
+                f"got shape {tuple(out.shape)}"
+            )
+        out = out.reshape(-1).float()
+        if n == 0:
+            return out
+        lo, hi = (float(v) for v in torch.aminmax(out))
+        if math.isnan(lo) or math.isnan(hi) or bool(torch.isnan(out).any()):
+            raise ValueError(f"density_fn returned NaN {density_kind} values")
+        if lo < 0:
+            raise ValueError(f"density_fn returned negative {density_kind} values (min {lo:.4g}); "
+                             f"{density_kind} must be >= 0")
+        if density_kind == "sigma":
+            return out
+        if hi > 1:
+            raise ValueError(f"density_kind='alpha' needs values in [0, 1], got max {hi:.4g} "
+                             f"(a density sigma? use density_kind='sigma')")
+        return -torch.log1p(-out.clamp(max=1.0 - 1e-7)) / self._step_size
+
     @torch.no_grad()
     def refresh_bitfield(self) -> None:
-        """Re-thresholds ``density`` at ``min(mean, threshold)`` (+ optional dilation)."""
-        thre = ops.occupancy_threshold(self.density, self.threshold)
-        bits = self.density > thre
-        if self.dilation > 0:
-            bits = ops.dilate_occupancy(bits, self.resolution, self.dilation) & (self.density >= 0)
+        """Re-thresholds ``sigma`` at ``min(mean, threshold)`` (+ optional dilation)."""
+        thre = ops.occupancy_threshold(self.sigma, self._threshold)
+        unknown = torch.isnan(self.sigma)
+        bits = (self.sigma > thre) | unknown
+        if self._dilation > 0:
+            bits = ops.dilate_occupancy(bits, self._resolution, self._dilation)
+            bits &= (self.sigma >= 0) | unknown
         self.bitfield.copy_(ops.packbits(bits.float(), 0.5))
 
     @torch.no_grad()
@@ -193,16 +257,15 @@ class OccupancyGrid(nn.Module):
         Returns:
             the number of cells marked unseen.
         """
-        if torch.device(cameras.device) != self.density.device:
+        if torch.device(cameras.device) != self.sigma.device:
             raise ValueError(
-                f"cameras are on {cameras.device} but the occupancy grid is on "
-                f"{self.density.device}"
+                f"cameras are on {cameras.device} but the occupancy grid is on {self.sigma.device}"
             )
         h, w = (int(v) for v in torch.as_tensor(image_size).reshape(-1)[:2])
         n_cams = cameras.R.shape[0]
         w2v = cameras.get_world_to_view_transform()
-        seen = torch.zeros(self.n_cells, dtype=torch.bool, device=self.density.device)
-        all_idx = torch.arange(self.n_cells, device=self.density.device)
+        seen = torch.zeros(self.n_cells, dtype=torch.bool, device=self.sigma.device)
+        all_idx = torch.arange(self.n_cells, device=self.sigma.device)
         for s in range(0, self.n_cells, chunk):
             pts = self.cell_points(all_idx[s : s + chunk], jitter=False).to(cameras.R.dtype)
             pts_b = pts[None].expand(n_cams, -1, -1)
@@ -211,13 +274,25 @@ class OccupancyGrid(nn.Module):
             vis = (depth > near_plane) & (xy[..., 0] >= 0) & (xy[..., 0] < w)
             vis &= (xy[..., 1] >= 0) & (xy[..., 1] < h) & torch.isfinite(xy).all(-1)
             seen[s : s + chunk] = vis.any(0)
-        flat = self.density.view(-1)
-        flat[~seen] = -1.0
+        self.sigma.view(-1)[~seen] = -1.0
         self.bitfield.copy_(ops.packbits((self.occupied().reshape(-1) & seen).float(), 0.5))
         return int((~seen).sum())
 
     def extra_repr(self) -> str:
         return (
-            f"aabb={self.aabb.tolist()}, resolution={self.resolution}, cascades={self.cascades}, "
-            f"step_size={self.step_size:.5g}"
+            f"aabb={self.aabb.tolist()}, resolution={self._resolution}, cascades={self._cascades}, "
+            f"step_size={self._step_size:.5g}, threshold={self._threshold:.5g}, "
+            f"update_every={self._update_every}, warmup_steps={self._warmup_steps}, "
+            f"decay={self._decay}, dilation={self._dilation}, cells_per_update={self._cells_per_update}"
         )
+
+
+def _call_density(density_fn, points: torch.Tensor) -> torch.Tensor:
+    try:
+        return density_fn(points)
+    except AttributeError as err:
+        # The usual mistake: passing the field (whose forward takes a ray bundle) for field.density.
+        raise TypeError(
+            f"density_fn must map points (N, 3) to densities (N,); calling it on points failed "
+            f"with AttributeError: {err}. Pass e.g. `field.density` or a lambda, not the field."
+        ) from err

@@ -57,10 +57,15 @@ class PackedRayBundle:
 
     @property
     def lengths(self):
+        """Absent on purpose: raises, so code written for PyTorch3D's dense ``RayBundle``
+        (``ray_bundle_to_ray_points``, stock fields) fails here instead of mis-reading samples."""
         raise AttributeError(
-            "PackedRayBundle has no dense `lengths` (rays carry different numbers of samples). "
-            "Use .sample_points() / .deltas(), or the raysampler's dense mode for implicit "
-            "functions written for pytorch3d's RayBundle."
+            "PackedRayBundle has no dense `lengths`: rays carry different numbers of samples, "
+            "packed as (S,) arrays. A field accepts packed bundles by taking its (S, 3) points "
+            "from pt3d_radnerf.models.ray_points(bundle) (or bundle.sample_points()) and "
+            "returning densities (S, 1) and features (S, C), composited by "
+            "OccupancyGridRaymarcher (PyTorch3D's raymarchers composite dense (..., P) samples "
+            "only). For a field written for RayBundle, use OccupancyGridRaysampler(mode='dense')."
         )
 
     def t_mids(self) -> torch.Tensor:

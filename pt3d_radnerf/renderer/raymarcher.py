@@ -20,18 +20,55 @@ Extras, all optional and off the drop-in path:
   without the channel). ``ImplicitRenderer`` passes the tuple through unchanged, so
   ``(images, aux), bundle = renderer(...)``.
 
-Every option can be given to the constructor (default) or per call through the renderer's kwargs.
+Every option except ``density_mode`` can be given to the constructor (default) or per call
+through the renderer's kwargs (``RAYMARCHER_CALL_OPTIONS``); other kwargs (the field's, such as
+``audio`` or ``aux_out``) are accepted and ignored, as by PyTorch3D's raymarchers.
+
+Parity with ``EmissionAbsorptionRaymarcher``: per-call ``eps``; float16/bfloat16 inputs give
+outputs of their dtype (compositing runs in float32); alpha densities outside [0, 1] raise
+PyTorch3D's warning. Double backward (``create_graph=True``) is not supported: the compositing
+kernel's backward is first-order, so it raises a RuntimeError saying so instead of returning
+wrong higher-order gradients.
+
+Packed bundles and PyTorch3D's raymarchers: a :class:`PackedRayBundle` has no ``lengths``, so a
+field written for ``RayBundle`` (``ray_bundle_to_ray_points``) fails on it with an explanation
+instead of feeding packed samples to ``EmissionAbsorptionRaymarcher``; a field that accepts
+packed bundles must be paired with this raymarcher (PyTorch3D's would composite all (S,) samples
+as one ray).
 """
 
 from typing import Optional, Union
 
 import torch
-from pytorch3d.renderer.implicit.raymarching import _check_raymarcher_inputs
+from pytorch3d.renderer.implicit.raymarching import _check_density_bounds, _check_raymarcher_inputs
 
 from ..ops.composite import PYTORCH3D_EPS, composite, composite_dense
 from .ray_bundle import PackedRayBundle
 
 Background = Union[None, float, torch.Tensor]
+
+# Options forward() takes per call (ImplicitRenderer passes every kwarg to every component).
+RAYMARCHER_CALL_OPTIONS = ("background", "t_thresh", "return_aux", "eps")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Identity on (densities, features) whose backward refuses ``create_graph=True``: the
+    compositing kernel's backward is not itself differentiable."""
+
+    @staticmethod
+    def forward(ctx, densities, features):
+        return densities.view_as(densities), features.view_as(features)
+
+    @staticmethod
+    def backward(ctx, grad_densities, grad_features):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "OccupancyGridRaymarcher does not support double backward (create_graph=True): "
+                "its compositing kernel's backward is first-order only. Use PyTorch3D's "
+                "EmissionAbsorptionRaymarcher where higher-order gradients are needed."
+            )
+        return grad_densities, grad_features
 
 
 def _dense_deltas(ray_bundle) -> torch.Tensor:
@@ -76,29 +113,45 @@ class OccupancyGridRaymarcher(torch.nn.Module):
 
     def forward(self, rays_densities: torch.Tensor, rays_features: torch.Tensor, ray_bundle=None,
                 background: Background = None, t_thresh: Optional[float] = None,
-                return_aux: Optional[bool] = None, **kwargs):
+                return_aux: Optional[bool] = None, eps: Optional[float] = None, **kwargs):
+        """Composites ``rays_densities`` and ``rays_features`` (shapes: module doc).
+
+        Per-call options override the constructor's; other kwargs are ignored.
+        Returns images (..., C + 1), or ``(images, aux)`` with return_aux.
+        """
         background = self.background if background is None else background
         t_thresh = self.t_thresh if t_thresh is None else t_thresh
         return_aux = self.return_aux if return_aux is None else return_aux
+        eps = self.eps if eps is None else eps
         sigma = self.density_mode == "sigma"
-        if isinstance(ray_bundle, PackedRayBundle):
-            feats, opacity, depth, weights = self._packed(rays_densities, rays_features, ray_bundle, sigma, t_thresh)
-        else:
+        packed = isinstance(ray_bundle, PackedRayBundle)
+        if not packed:
             _check_raymarcher_inputs(rays_densities, rays_features, None, z_can_be_none=True,
                                      features_can_be_none=False, density_1d=True)
+        if not sigma and rays_densities.numel() > 0:
+            _check_density_bounds(rays_densities)
+        out_dtype = torch.promote_types(rays_densities.dtype, rays_features.dtype)
+        if torch.is_grad_enabled() and (rays_densities.requires_grad or rays_features.requires_grad):
+            rays_densities, rays_features = _FirstOrderOnly.apply(rays_densities, rays_features)
+        if packed:
+            feats, opacity, depth, weights = self._packed(rays_densities, rays_features, ray_bundle,
+                                                          sigma, t_thresh, eps)
+        else:
             lengths = getattr(ray_bundle, "lengths", None) if ray_bundle is not None else None
             if sigma and lengths is None:
                 raise ValueError("density_mode='sigma' needs a ray_bundle with lengths for the deltas")
             feats, opacity, depth, weights, _ = composite_dense(
                 rays_densities[..., 0], rays_features, lengths,
-                _dense_deltas(ray_bundle) if sigma else None, self.density_mode, t_thresh, self.eps,
+                _dense_deltas(ray_bundle) if sigma else None, self.density_mode, t_thresh, eps,
             )
+        if out_dtype in _LOW_PRECISION:  # composited in float32; hand back the inputs' dtype
+            feats, opacity, depth, weights = (x.to(out_dtype) for x in (feats, opacity, depth, weights))
         images = torch.cat([blend_background(feats, opacity, background), opacity[..., None]], -1)
         if return_aux:
             return images, {"depth": depth, "opacity": opacity, "weights": weights}
         return images
 
-    def _packed(self, densities, features, bundle: PackedRayBundle, sigma: bool, t_thresh: float):
+    def _packed(self, densities, features, bundle: PackedRayBundle, sigma: bool, t_thresh: float, eps: float):
         s = bundle.n_samples
         if densities.shape != (s, 1) or features.dim() != 2 or features.shape[0] != s:
             raise ValueError(
@@ -107,7 +160,7 @@ class OccupancyGridRaymarcher(torch.nn.Module):
             )
         feats, opacity, depth, weights, _ = composite(
             densities[:, 0], features, bundle.packed_info, bundle.t_mids(),
-            bundle.deltas() if sigma else None, self.density_mode, t_thresh, self.eps,
+            bundle.deltas() if sigma else None, self.density_mode, t_thresh, eps,
         )
         shape = bundle.batch_shape
         return feats.view(*shape, -1), opacity.view(shape), depth.view(shape), weights

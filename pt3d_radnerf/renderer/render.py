@@ -6,20 +6,20 @@ argument to the raysampler, the field and the raymarcher options, as ``ImplicitR
 They run under ``torch.no_grad()``: inference only (train through ``ImplicitRenderer``).
 
 Relation to the single-pass path. ``ImplicitRenderer`` marches every ray to its end, evaluates
-the field on all samples, then composites front to back (``w_i = a_i T_i``,
-``T_{i+1} = T_i (1 + eps - a_i)``) and stops each ray before its first sample with
-``T_i < t_thresh``. :func:`render_compacted` (torch-ngp's inference loop) keeps per-ray state
-``(t, T, features, opacity, depth)`` and repeats, while rays are alive: march
-``n_step = max(min(N // n_alive, max_steps_per_iter), 1)`` samples of every alive ray from its
-current ``t``, evaluate the field on them, composite them into the state, drop rays that
-stopped (``T < t_thresh``) or ran out of samples. Since the marcher is memoryless in ``t``
-(:func:`pt3d_radnerf.ops.occupancy_march`), the samples are exactly the single pass's, and the
-compositing order, arithmetic and stopping rule are the same; only the samples behind each
-ray's stopping point (but at most ``n_step - 1`` of them) are never evaluated. The images agree
-to float rounding of the field on differently sized batches; a ray whose ``T`` lands within
-rounding of ``t_thresh`` may stop one sample apart, which moves it by at most
-``t_thresh * max|feature|``. That is also the bound between any ``t_thresh`` render and a
-``t_thresh=0`` one.
+the field on all samples, then composites them with :func:`pt3d_radnerf.ops.composite`, which
+stops each ray before its first sample with ``T_i < t_thresh``. :func:`render_compacted`
+(torch-ngp's inference loop) keeps per-ray state ``(t, T, features, opacity, depth)`` and
+repeats, while rays are alive: march ``n_step = max(min(N // n_alive, max_steps_per_iter), 1)``
+samples of every alive ray from its current ``t``, evaluate the field on them, composite them
+with the same kernel started at each ray's ``T`` (``transmittance=``), drop rays that stopped
+(``T < t_thresh``) or ran out of samples. The marcher is memoryless in ``t``
+(:func:`pt3d_radnerf.ops.occupancy_march`) and the kernel resumes exactly, so samples,
+arithmetic and stopping rule are the single pass's by construction; only the samples behind each
+ray's stopping point (at most ``n_step - 1`` of them) are never evaluated. The images agree up
+to the rounding of summing a ray's features in several parts, given the same field values (a
+field whose float32 outputs depend on the batch size can move a ray whose ``T`` lands within
+rounding of ``t_thresh`` by one sample, i.e. by at most ``t_thresh * max|feature|``, which is
+also the bound between any ``t_thresh`` render and a ``t_thresh=0`` one).
 """
 
 from dataclasses import replace
@@ -56,11 +56,11 @@ def _check_packed(raysampler) -> None:
 def _options(raymarcher: Optional[OccupancyGridRaymarcher], kwargs) -> Dict:
     """The raymarcher's settings with the per-call overrides its forward() accepts."""
     rm = OccupancyGridRaymarcher() if raymarcher is None else raymarcher
-    opt = dict(background=rm.background, t_thresh=rm.t_thresh, return_aux=rm.return_aux)
+    opt = dict(background=rm.background, t_thresh=rm.t_thresh, return_aux=rm.return_aux, eps=rm.eps)
     for key in opt:
         if kwargs.get(key) is not None:
             opt[key] = kwargs[key]
-    return dict(opt, eps=rm.eps, density_mode=rm.density_mode)
+    return dict(opt, density_mode=rm.density_mode)
 
 
 @torch.no_grad()
@@ -122,7 +122,7 @@ def composite_compacted(
             ray_t_min=t_next[alive], max_samples=n_step, **march,
         )
         stats["iterations"] += 1
-        start, count = info[:, 0], info[:, 1]
+        count = info[:, 1]
         if state is None or t0.numel() > 0:  # the first call also reports the feature size
             rid = alive[ri]
             bundle = replace(rays, ray_indices=rid, t_starts=t0, t_ends=t1, packed_info=pack_info(rid, n))
@@ -135,9 +135,18 @@ def composite_compacted(
                          torch.zeros(n, feats.shape[1], dtype=dtype, device=o.device),
                          torch.zeros(n, dtype=dtype, device=o.device),
                          torch.zeros(n, dtype=dtype, device=o.device))
-            _composite_step(state, alive, start, count, values, feats, bundle, t_thresh, eps, density_mode)
+            trans, acc_f, acc_o, acc_d = state
+            # The single pass's kernel, resumed at each alive ray's transmittance (info indexes
+            # this call's samples per alive ray).
+            out = ops.composite(values, feats, info, bundle.t_mids(),
+                                bundle.deltas() if density_mode == "sigma" else None, density_mode,
+                                t_thresh, eps, transmittance=trans[alive])
+            trans[alive] = out.transmittance.to(trans.dtype)
+            acc_f[alive] += out.features.to(acc_f.dtype)
+            acc_o[alive] += out.opacity.to(acc_o.dtype)
+            acc_d[alive] += out.depth.to(acc_d.dtype)
             got = count > 0
-            t_next[alive[got]] = t1[start[got] + count[got] - 1]
+            t_next[alive[got]] = t1[info[got, 0] + count[got] - 1]
         used += n_step
         # Alive: not out of samples (got all it asked for) and not terminated.
         keep = count == n_step
@@ -146,33 +155,6 @@ def composite_compacted(
         alive = alive[keep]
     _, feats, opacity, depth = state
     return feats, opacity, depth, stats
-
-
-def _composite_step(state, alive, start, count, values, feats, bundle, t_thresh, eps, density_mode):
-    """Front-to-back compositing of each alive ray's new samples onto its state, one sample
-    slot at a time, with composite.h's arithmetic and stopping rule."""
-    trans_all, feat_all, opac_all, depth_all = state
-    dtype = trans_all.dtype
-    values, feats = values.to(dtype), feats.to(dtype)
-    if density_mode == "sigma":
-        decay = torch.exp(-values * bundle.deltas().to(dtype))
-        alpha, factor = 1.0 - decay, decay + eps
-    else:
-        alpha, factor = values, 1.0 + eps - values
-    ts = bundle.t_mids().to(dtype)
-    trans, acc_f, acc_o, acc_d = trans_all[alive], feat_all[alive], opac_all[alive], depth_all[alive]
-    last = max(values.shape[0] - 1, 0)
-    for k in range(int(count.max()) if count.numel() else 0):
-        run = count > k
-        if t_thresh > 0:
-            run &= trans >= t_thresh
-        s = (start + k).clamp(max=last)
-        w = torch.where(run, alpha[s] * trans, torch.zeros_like(trans))
-        acc_f = acc_f + w[:, None] * feats[s]
-        acc_o = acc_o + w
-        acc_d = acc_d + w * ts[s]
-        trans = torch.where(run, trans * factor[s], trans)
-    trans_all[alive], feat_all[alive], opac_all[alive], depth_all[alive] = trans, acc_f, acc_o, acc_d
 
 
 @torch.no_grad()

@@ -1,0 +1,142 @@
+"""Your own field, stock vs swapped: the cost of one occupancy-grid update against a training step.
+
+PyTorch3D's NeRF-tutorial field at the size of issue 14 (harmonic embedding with 60 frequencies,
+a 4 x 128 softplus MLP, alpha output) on an opaque ball of radius 0.5 in the box [-1, 1]^3. One
+training step (forward, backward, Adam) renders 4096 random rays of a 128 x 128 camera:
+
+* stock: ``NDCMultinomialRaysampler`` with 128 points per ray + ``EmissionAbsorptionRaymarcher``;
+* swapped: ``OccupancyGridRaysampler`` over a 128^3 grid holding the ball (packed samples at the
+  grid's step) + ``OccupancyGridRaymarcher``.
+
+Against the swapped step (the smaller one) it times ``OccupancyGrid.update`` at resolution 128
+with ``cells_per_update`` cells (default: as many as rays per step, the README's recommendation
+for an MLP field with ``update_every=1``) and with ``cells_per_update=None`` (instant-ngp's policy
+after warm-up: a quarter of the cells plus occupied ones). The target of issue 14: one bounded
+update <= 10% of a training step.
+
+    python benchmarks/bench_own_field.py [--device cuda] [--threads N] [--quick] [--cells N] [--write-readme]
+
+``--quick`` renders 1024 rays per step (and budgets 1024 cells), one repeat.
+"""
+
+import os
+import sys
+import time
+
+import torch
+from pytorch3d.renderer import (EmissionAbsorptionRaymarcher, FoVPerspectiveCameras, HarmonicEmbedding,
+                                ImplicitRenderer, NDCMultinomialRaysampler, look_at_view_transform,
+                                ray_bundle_to_ray_points)
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import markdown_table, parser, publish, sync  # noqa: E402
+
+from pt3d_radnerf.renderer import (OccupancyGrid, OccupancyGridRaymarcher,  # noqa: E402
+                                   OccupancyGridRaysampler, PackedRayBundle)
+
+RADIUS = 0.5
+
+
+class TutorialField(nn.Module):
+    """PyTorch3D's NeRF tutorial field (alpha output) at 60 harmonics and a 4 x 128 MLP; also
+    accepts packed bundles (points and metric deltas from the bundle)."""
+
+    def __init__(self, n_harmonic: int = 60, hidden: int = 128, layers: int = 4):
+        super().__init__()
+        self.embed = HarmonicEmbedding(n_harmonic_functions=n_harmonic)
+        dim = n_harmonic * 2 * 3 + 3
+        mlp = []
+        for i in range(layers):
+            mlp += [nn.Linear(dim if i == 0 else hidden, hidden), nn.Softplus(beta=10.0)]
+        self.mlp = nn.Sequential(*mlp)
+        self.density_layer = nn.Linear(hidden, 1)
+        self.color_layer = nn.Sequential(nn.Linear(hidden + dim, hidden), nn.Softplus(beta=10.0),
+                                         nn.Linear(hidden, 3), nn.Sigmoid())
+
+    def sigma(self, points: torch.Tensor) -> torch.Tensor:
+        """(N, 3) -> (N,) density sigma (the grid's update function)."""
+        return torch.relu(self.density_layer(self.mlp(self.embed(points))))[:, 0]
+
+    def forward(self, ray_bundle, **kwargs):
+        if isinstance(ray_bundle, PackedRayBundle):
+            points, deltas = ray_bundle.sample_points(), ray_bundle.deltas()[:, None]
+            dirs = ray_bundle.sample_directions()
+        else:
+            points = ray_bundle_to_ray_points(ray_bundle)
+            lengths = ray_bundle.lengths
+            deltas = torch.cat([lengths[..., 1:] - lengths[..., :-1], torch.full_like(lengths[..., :1], 1e10)], -1)
+            deltas = (deltas * ray_bundle.directions.norm(dim=-1, keepdim=True))[..., None]
+            dirs = nn.functional.normalize(ray_bundle.directions, dim=-1)[..., None, :].expand(points.shape)
+        feats = self.mlp(self.embed(points))
+        alpha = 1.0 - torch.exp(-torch.relu(self.density_layer(feats)) * deltas)
+        return alpha, self.color_layer(torch.cat([feats, self.embed(dirs)], -1))
+
+
+def timed(fn, device, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main():
+    p = parser(__doc__)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--quick", action="store_true", help="1024 rays per step, 1024 cells, one repeat")
+    p.add_argument("--cells", type=int, default=None, help="cells_per_update (default: rays per step)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = args.device
+    rays = 1024 if args.quick else 4096
+    budget = args.cells or rays
+    repeats = 1 if args.quick else 3
+    torch.manual_seed(0)
+    field = TutorialField().to(dev)
+    optimizer = torch.optim.Adam(field.parameters(), lr=5e-4)
+    R, T = look_at_view_transform(dist=2.0, elev=20.0, azim=30.0)
+    cams = FoVPerspectiveCameras(R=R, T=T, fov=40.0, device=dev)
+    target = torch.rand(1, rays, 1, 3, device=dev)
+
+    grid = OccupancyGrid(resolution=128).to(dev)
+    grid.update(lambda x: (x.norm(dim=-1) < RADIUS).float() * 100.0, step=0)  # the ball's cells
+    stock = ImplicitRenderer(NDCMultinomialRaysampler(image_width=128, image_height=128, n_pts_per_ray=128,
+                                                      min_depth=1.2, max_depth=4.2), EmissionAbsorptionRaymarcher())
+    swapped = ImplicitRenderer(OccupancyGridRaysampler(image_width=128, image_height=128, occupancy_grid=grid),
+                               OccupancyGridRaymarcher(t_thresh=0.0))
+    samples = {}
+
+    def step(renderer, name):
+        images, bundle = renderer(cameras=cams, volumetric_function=field, n_rays_per_image=rays)
+        samples[name] = bundle.n_samples if isinstance(bundle, PackedRayBundle) else bundle.lengths.numel()
+        loss = ((images[..., :3].reshape(target.shape) - target) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    t_stock = timed(lambda: step(stock, "stock"), dev, repeats)
+    t_swapped = timed(lambda: step(swapped, "swapped"), dev, repeats)
+    rows = [["training step, stock (128 points per ray)", f"{samples['stock']:,} samples", f"{t_stock * 1e3:.0f} ms", ""],
+            ["training step, swapped (occupied samples)", f"{samples['swapped']:,} samples",
+             f"{t_swapped * 1e3:.0f} ms", "1.00"]]
+    for cells in (budget, None):
+        g = OccupancyGrid(resolution=128, update_every=1, warmup_steps=0, cells_per_update=cells).to(dev)
+        g.load_state_dict(grid.state_dict())
+        t = timed(lambda: g.update(field.sigma, step=1), dev, repeats)
+        n = cells if cells is not None else f"{g.n_cells // 4:,} + occupied"
+        rows.append([f"grid update, cells_per_update={cells}", f"{n} cells", f"{t * 1e3:.0f} ms",
+                     f"{t / t_swapped:.2f}"])
+        print(" | ".join(rows[-1]), flush=True)
+    table = (f"Tutorial field (60 harmonics, 4 x 128 MLP), {rays} rays per step, ball of radius "
+             f"{RADIUS} ({grid.occupancy_fraction:.1%} of a 128^3 grid), best of {repeats}\n\n"
+             + markdown_table(["what", "work", "wall time", "share of a swapped step"], rows))
+    publish("own-field", dev, table, args.write_readme)
+
+
+if __name__ == "__main__":
+    main()
