@@ -3,10 +3,11 @@ bundle (:func:`ray_points`) that lets any implicit function accept dense and pac
 
 from .audio_net import AudioAttNet, AudioNet
 from .encoders import HashGridEncoder, SHEncoder
+from .nerf_field import HarmonicNeRFField
 from .radiance_field import RADNERF_AABB, AudioRadianceField, trunc_exp
 from .sampling import RayPoints, is_packed, ray_points, sample_camera_index
 
 __all__ = [
-    "AudioAttNet", "AudioNet", "AudioRadianceField", "HashGridEncoder", "RADNERF_AABB", "RayPoints",
-    "SHEncoder", "is_packed", "ray_points", "sample_camera_index", "trunc_exp",
+    "AudioAttNet", "AudioNet", "AudioRadianceField", "HarmonicNeRFField", "HashGridEncoder", "RADNERF_AABB",
+    "RayPoints", "SHEncoder", "is_packed", "ray_points", "sample_camera_index", "trunc_exp",
 ]
