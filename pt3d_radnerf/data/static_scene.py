@@ -132,10 +132,13 @@ def _read_transforms(path: str) -> dict:
     for i, frame in enumerate(frames):
         if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
             raise ValueError(f"{path}: frame {i} has no 'file_path' string")
-        m = np.asarray(frame.get("transform_matrix", None), dtype=object)
+        try:
+            m = np.asarray(frame.get("transform_matrix", None), dtype=np.float64)
+        except (TypeError, ValueError):
+            m = np.zeros(0)
         if m.shape != (4, 4):
-            raise ValueError(f"{path}: frame {i} needs a 4 x 4 'transform_matrix', got shape {m.shape}")
-        m = m.astype(np.float64)
+            raise ValueError(f"{path}: frame {i} needs a 4 x 4 numeric 'transform_matrix', got "
+                             f"{frame.get('transform_matrix')!r:.80}")
         if not np.isfinite(m).all() or not np.allclose(m[3], [0, 0, 0, 1]):
             raise ValueError(f"{path}: frame {i} 'transform_matrix' must be finite with last row 0 0 0 1")
     return meta
