@@ -128,12 +128,12 @@ class Pipeline:
         renderer_mc = ImplicitRenderer(raysampler=raysampler_mc, raymarcher=EmissionAbsorptionRaymarcher())
         if name == "swapped":
             # ---- the swap: a grid (the stock sampling step), our raysampler and raymarcher ----
+            sweep = math.ceil(args.grid_resolution**3 / args.cells_per_update)  # steps to visit every cell
             grid = OccupancyGrid(aabb=scene.aabb, resolution=args.grid_resolution, step_size=(far - near) / args.n_pts,
-                                 update_every=1, warmup_steps=2 * math.ceil(args.grid_resolution**3 / args.cells_per_update),
-                                 cells_per_update=args.cells_per_update).to(device)
+                                 update_every=1, warmup_steps=2 * sweep, cells_per_update=args.cells_per_update).to(device)
             grid.mark_unseen(scene.cameras, scene.image_size)  # cells no training view sees stay empty
-            raysampler_mc = OccupancyGridRaysampler(min_x=-ex, max_x=ex, min_y=-ey, max_y=ey, n_rays_per_image=args.rays,
-                                                    min_depth=near, max_depth=far, occupancy_grid=grid,
+            raysampler_mc = OccupancyGridRaysampler(min_x=-ex, max_x=ex, min_y=-ey, max_y=ey, min_depth=near,
+                                                    max_depth=far, n_rays_per_image=args.rays, occupancy_grid=grid,
                                                     update_fn=field.density)
             renderer_mc = ImplicitRenderer(raysampler=raysampler_mc, raymarcher=OccupancyGridRaymarcher())
             self.grid = grid

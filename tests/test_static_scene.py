@@ -93,9 +93,11 @@ def test_load_blender_errors_name_the_file(tmp_path):
     path = os.path.join(root, "transforms_train.json")
     for meta, message in [({"frames": []}, "camera_angle_x"),
                           ({"camera_angle_x": 0.8, "frames": [{"file_path": "./train/r_0"}]}, "frame 0 needs a 4 x 4"),
-                          ({"camera_angle_x": 0.8, "frames": [{"file_path": "./train/r_0", "transform_matrix": [["a"] * 4] * 4}]},
+                          ({"camera_angle_x": 0.8,
+                            "frames": [{"file_path": "./train/r_0", "transform_matrix": [["a"] * 4] * 4}]},
                            "frame 0 needs a 4 x 4"),
-                          ({"camera_angle_x": 0.8, "frames": [{"file_path": "./train/x", "transform_matrix": pose.tolist()}]},
+                          ({"camera_angle_x": 0.8,
+                            "frames": [{"file_path": "./train/x", "transform_matrix": pose.tolist()}]},
                            "x.png")]:
         with open(path, "w") as f:
             json.dump(meta, f)
