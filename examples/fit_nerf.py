@@ -73,6 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--grid-resolution", type=int, default=32,
                    help="32: a seconds-long run must revisit every cell often (README: 64-128 for long runs)")
     p.add_argument("--cells-per-update", type=int, default=4096, help="grid cells evaluated per step")
+    p.add_argument("--grid-threshold", type=float, default=None,
+                   help="occupancy threshold, sigma (default 0.1 / step: one step absorbs ~10%%; the grid's own "
+                        "default 0.01 / step keeps most of a seconds-old, still foggy field occupied)")
     p.add_argument("--evals", type=int, default=6, help="points of the PSNR curve after t = 0")
     p.add_argument("--val-views", type=int, default=5, help="validation views of the final metrics")
     p.add_argument("--eval-views", type=int, default=2, help="validation views per curve point")
@@ -129,8 +132,10 @@ class Pipeline:
         if name == "swapped":
             # ---- the swap: a grid (the stock sampling step), our raysampler and raymarcher ----
             sweep = math.ceil(args.grid_resolution**3 / args.cells_per_update)  # steps to visit every cell
+            threshold = args.grid_threshold or 0.1 * args.n_pts / (far - near)
             grid = OccupancyGrid(aabb=scene.aabb, resolution=args.grid_resolution, step_size=(far - near) / args.n_pts,
-                                 update_every=1, warmup_steps=2 * sweep, cells_per_update=args.cells_per_update).to(device)
+                                 update_every=1, warmup_steps=2 * sweep, cells_per_update=args.cells_per_update,
+                                 threshold=threshold).to(device)
             grid.mark_unseen(scene.cameras, scene.image_size)  # cells no training view sees stay empty
             raysampler_mc = OccupancyGridRaysampler(min_x=-ex, max_x=ex, min_y=-ey, max_y=ey, min_depth=near,
                                                     max_depth=far, n_rays_per_image=args.rays, occupancy_grid=grid,
