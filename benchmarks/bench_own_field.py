@@ -24,53 +24,17 @@ import sys
 import time
 
 import torch
-from pytorch3d.renderer import (EmissionAbsorptionRaymarcher, FoVPerspectiveCameras, HarmonicEmbedding,
-                                ImplicitRenderer, NDCMultinomialRaysampler, look_at_view_transform,
-                                ray_bundle_to_ray_points)
-from torch import nn
+from pytorch3d.renderer import (EmissionAbsorptionRaymarcher, FoVPerspectiveCameras, ImplicitRenderer,
+                                NDCMultinomialRaysampler, look_at_view_transform)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import markdown_table, parser, publish, sync  # noqa: E402
 
+from pt3d_radnerf.models import HarmonicNeRFField  # noqa: E402
 from pt3d_radnerf.renderer import (OccupancyGrid, OccupancyGridRaymarcher,  # noqa: E402
                                    OccupancyGridRaysampler, PackedRayBundle)
 
 RADIUS = 0.5
-
-
-class TutorialField(nn.Module):
-    """PyTorch3D's NeRF tutorial field (alpha output) at 60 harmonics and a 4 x 128 MLP; also
-    accepts packed bundles (points and metric deltas from the bundle)."""
-
-    def __init__(self, n_harmonic: int = 60, hidden: int = 128, layers: int = 4):
-        super().__init__()
-        self.embed = HarmonicEmbedding(n_harmonic_functions=n_harmonic)
-        dim = n_harmonic * 2 * 3 + 3
-        mlp = []
-        for i in range(layers):
-            mlp += [nn.Linear(dim if i == 0 else hidden, hidden), nn.Softplus(beta=10.0)]
-        self.mlp = nn.Sequential(*mlp)
-        self.density_layer = nn.Linear(hidden, 1)
-        self.color_layer = nn.Sequential(nn.Linear(hidden + dim, hidden), nn.Softplus(beta=10.0),
-                                         nn.Linear(hidden, 3), nn.Sigmoid())
-
-    def sigma(self, points: torch.Tensor) -> torch.Tensor:
-        """(N, 3) -> (N,) density sigma (the grid's update function)."""
-        return torch.relu(self.density_layer(self.mlp(self.embed(points))))[:, 0]
-
-    def forward(self, ray_bundle, **kwargs):
-        if isinstance(ray_bundle, PackedRayBundle):
-            points, deltas = ray_bundle.sample_points(), ray_bundle.deltas()[:, None]
-            dirs = ray_bundle.sample_directions()
-        else:
-            points = ray_bundle_to_ray_points(ray_bundle)
-            lengths = ray_bundle.lengths
-            deltas = torch.cat([lengths[..., 1:] - lengths[..., :-1], torch.full_like(lengths[..., :1], 1e10)], -1)
-            deltas = (deltas * ray_bundle.directions.norm(dim=-1, keepdim=True))[..., None]
-            dirs = nn.functional.normalize(ray_bundle.directions, dim=-1)[..., None, :].expand(points.shape)
-        feats = self.mlp(self.embed(points))
-        alpha = 1.0 - torch.exp(-torch.relu(self.density_layer(feats)) * deltas)
-        return alpha, self.color_layer(torch.cat([feats, self.embed(dirs)], -1))
 
 
 def timed(fn, device, repeats):
@@ -97,7 +61,7 @@ def main():
     budget = args.cells or rays
     repeats = 1 if args.quick else 3
     torch.manual_seed(0)
-    field = TutorialField().to(dev)
+    field = HarmonicNeRFField().to(dev)  # the tutorial field at 60 harmonics, 4 x 128
     optimizer = torch.optim.Adam(field.parameters(), lr=5e-4)
     R, T = look_at_view_transform(dist=2.0, elev=20.0, azim=30.0)
     cams = FoVPerspectiveCameras(R=R, T=T, fov=40.0, device=dev)
@@ -128,7 +92,7 @@ def main():
     for cells in (budget, None):
         g = OccupancyGrid(resolution=128, update_every=1, warmup_steps=0, cells_per_update=cells).to(dev)
         g.load_state_dict(grid.state_dict())
-        t = timed(lambda: g.update(field.sigma, step=1), dev, repeats)
+        t = timed(lambda: g.update(field.density, step=1), dev, repeats)
         n = cells if cells is not None else f"{g.n_cells // 4:,} + occupied"
         rows.append([f"grid update, cells_per_update={cells}", f"{n} cells", f"{t * 1e3:.0f} ms",
                      f"{t / t_swapped:.2f}"])
