@@ -10,6 +10,22 @@ from pt3d_radnerf.ops import reference
 from .conftest import requires_cuda
 
 
+
+def assert_matches_twin(run, density_mode):
+    """``run(impl)`` -> (outputs, VJPs) for the kernel (ops) and the twin (reference): equal, with
+    the deltas' VJP None for both in alpha mode (deltas are unused there). Returns the kernel's
+    outputs."""
+    (out, grads), (want, want_grads) = run(ops), run(reference)
+    for x, y in zip(out, want):
+        torch.testing.assert_close(x, y)
+    for x, y in zip(grads, want_grads):
+        if x is None or y is None:
+            assert x is None and y is None and density_mode == "alpha"
+            continue
+        torch.testing.assert_close(x, y)
+    return out
+
+
 def random_dense(shape, c=3, dtype=torch.float64, special=True):
     a = torch.rand(*shape, dtype=dtype)
     if special and a.numel() > 8:
@@ -61,14 +77,7 @@ def test_kernel_matches_twin_forward_and_vjp(mode, t_thresh):
             return impl.composite_dense(v, f, t, d if mode == "sigma" else None, mode, t_thresh)[:3]
         return vjp(fn, [values, deltas, f], cot)
 
-    (out, grads), (want, want_grads) = run(ops), run(reference)
-    for x, y in zip(out, want):
-        torch.testing.assert_close(x, y)
-    for x, y in zip(grads, want_grads):
-        if x is None or y is None:  # deltas are unused in alpha mode, by both
-            assert x is None and y is None and mode == "alpha"
-            continue
-        torch.testing.assert_close(x, y)
+    assert_matches_twin(run, mode)
     weights = ops.composite_dense(values, f, t, deltas if mode == "sigma" else None, mode, t_thresh)[3]
     torch.testing.assert_close(weights, reference.composite_dense(values, f, t, deltas, mode, t_thresh)[3])
 
@@ -182,14 +191,7 @@ def test_initial_transmittance_matches_twin_forward_and_vjp(density_mode, t_thre
             return out[0], out[1], out[2], out[4]
         return vjp(fn, [values, dl, f, t_in], cot)
 
-    (out, grads), (want, want_grads) = run(ops), run(reference)
-    for x, y in zip(out, want):
-        torch.testing.assert_close(x, y)
-    for x, y in zip(grads, want_grads):
-        if x is None or y is None:  # deltas are unused in alpha mode, by both
-            assert x is None and y is None and density_mode == "alpha"
-            continue
-        torch.testing.assert_close(x, y)
+    out = assert_matches_twin(run, density_mode)
     if t_thresh > 0:
         assert out[3][3] == 0.2 and out[0][3].abs().sum() == 0  # started below: nothing composited
 
