@@ -9,6 +9,10 @@ of a killed writer are removed when the checkpointer is created, and files are r
 
 :meth:`AtomicCheckpointer.resume` loads the newest *readable* checkpoint: the tagged one, else
 (truncated, deleted, empty or dangling tag) the newest other ``model_*.pth``, with a warning.
+
+Each training stage has its own files in the same folder: the head ``model_<step>.pth`` tagged
+by ``last_checkpoint``, the torso stage ``torso_<step>.pth`` tagged by ``last_torso_checkpoint``
+(``prefix``); every file records its ``stage``.
 """
 
 import os
@@ -21,7 +25,21 @@ from fvcore.common.checkpoint import Checkpointer
 
 from ..atomic import atomic_path, remove_stale_temporaries, write_text
 
-_MODEL_FILE = re.compile(r"^model_(\d+)\.pth$")
+STAGE_PREFIXES = {"head": "model", "torso": "torso"}
+
+
+def tag_name(prefix: str) -> str:
+    """The tag file naming the newest checkpoint of files ``<prefix>_<step>.pth``."""
+    return "last_checkpoint" if prefix == "model" else f"last_{prefix}_checkpoint"
+
+
+def checkpoint_files(save_dir: str, prefix: str = "model") -> List[str]:
+    """Paths of the ``<prefix>_<step>.pth`` files of ``save_dir``, newest step first."""
+    if not os.path.isdir(save_dir):
+        return []
+    pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)\.pth$")
+    found = [(int(m.group(1)), f) for f in os.listdir(save_dir) if (m := pattern.match(f))]
+    return [os.path.join(save_dir, f) for _, f in sorted(found, reverse=True)]
 
 
 class CheckpointReadError(ValueError):
@@ -63,16 +81,18 @@ class AtomicCheckpointer(Checkpointer):
             successful save); keep >= 2 leaves a fallback if the newest is damaged later.
         check: optional ``check(path, data)`` run on every file read, before anything is loaded
             from it (raise to refuse the checkpoint; such refusals are not skipped by resume).
+        prefix: file names ``<prefix>_<step>.pth``, tagged by :func:`tag_name` (one per stage).
     """
 
     def __init__(self, model, save_dir: str, keep: int = 2,
-                 check: Optional[Callable[[str, Dict[str, Any]], None]] = None,
+                 check: Optional[Callable[[str, Dict[str, Any]], None]] = None, prefix: str = "model",
                  **checkpointables: Any) -> None:
         super().__init__(model, save_dir, **checkpointables)
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.keep = int(keep)
         self.check = check
+        self.prefix = prefix
         remove_stale_temporaries(save_dir)
 
     def save(self, name: str, **kwargs: Any) -> None:
@@ -87,14 +107,16 @@ class AtomicCheckpointer(Checkpointer):
         self._prune(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+        write_text(os.path.join(self.save_dir, tag_name(self.prefix)), last_filename_basename)
 
     def model_files(self) -> List[str]:
-        """Paths of the ``model_<step>.pth`` files, newest step first."""
-        if not os.path.isdir(self.save_dir):
-            return []
-        found = [(int(m.group(1)), f) for f in os.listdir(self.save_dir) if (m := _MODEL_FILE.match(f))]
-        return [os.path.join(self.save_dir, f) for _, f in sorted(found, reverse=True)]
+        """Paths of this stage's ``<prefix>_<step>.pth`` files, newest step first."""
+        return checkpoint_files(self.save_dir, self.prefix)
+
+    def candidates(self) -> List[str]:
+        """The files :meth:`resume` tries, in order: the tagged one, then the others newest first."""
+        tagged = self._tagged()
+        return ([tagged] if tagged else []) + [f for f in self.model_files() if f != tagged]
 
     def _prune(self, newest: str) -> None:
         others = [f for f in self.model_files() if os.path.basename(f) != newest]
@@ -104,7 +126,7 @@ class AtomicCheckpointer(Checkpointer):
     def _tagged(self) -> Optional[str]:
         """The file ``last_checkpoint`` names, or None (with a warning) if the tag is missing,
         empty, unreadable or dangling."""
-        tag = os.path.join(self.save_dir, "last_checkpoint")
+        tag = os.path.join(self.save_dir, tag_name(self.prefix))
         if not os.path.exists(tag):
             return None
         try:
@@ -131,10 +153,8 @@ class AtomicCheckpointer(Checkpointer):
         Raises:
             CheckpointReadError: checkpoint files exist but none is readable.
         """
-        tagged = self._tagged()
-        candidates = ([tagged] if tagged else []) + [f for f in self.model_files() if f != tagged]
         failures = []
-        for path in candidates:
+        for path in self.candidates():
             try:
                 self.load(path)
             except CheckpointReadError as err:
