@@ -18,7 +18,7 @@ by ``last_checkpoint``, the torso stage ``torso_<step>.pth`` tagged by ``last_to
 import os
 import re
 import warnings
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from fvcore.common.checkpoint import Checkpointer
@@ -40,6 +40,44 @@ def checkpoint_files(save_dir: str, prefix: str = "model") -> List[str]:
     pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)\.pth$")
     found = [(int(m.group(1)), f) for f in os.listdir(save_dir) if (m := pattern.match(f))]
     return [os.path.join(save_dir, f) for _, f in sorted(found, reverse=True)]
+
+
+def _tagged(save_dir: str, prefix: str) -> Optional[str]:
+    """The file the stage's tag names, or None (with a warning) if the tag is missing, empty,
+    unreadable or dangling."""
+    tag = os.path.join(save_dir, tag_name(prefix))
+    if not os.path.exists(tag):
+        return None
+    try:
+        with open(tag) as f:
+            name = f.read().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        warnings.warn(f"{tag} is unreadable ({err}); looking for the newest checkpoint file instead")
+        return None
+    path = os.path.join(save_dir, name)
+    if not name or os.path.basename(name) != name or not os.path.isfile(path):
+        warnings.warn(f"{tag} names {name!r}, which is not a checkpoint file in {save_dir}; "
+                      f"looking for the newest checkpoint file instead")
+        return None
+    return path
+
+
+def checkpoint_candidates(save_dir: str, prefix: str = "model") -> List[str]:
+    """A stage's checkpoint files, the newest first: the tagged one, then the other
+    ``<prefix>_<step>.pth`` by step."""
+    tagged = _tagged(save_dir, prefix)
+    return ([tagged] if tagged else []) + [f for f in checkpoint_files(save_dir, prefix) if f != tagged]
+
+
+def first_readable(paths: List[str]) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """(path, data) of the first readable checkpoint of ``paths`` (unreadable ones are skipped
+    with a warning), or None."""
+    for path in paths:
+        try:
+            return path, read_checkpoint(path)
+        except CheckpointReadError as err:
+            warnings.warn(f"{err}; trying an older checkpoint")
+    return None
 
 
 class CheckpointReadError(ValueError):
@@ -114,33 +152,13 @@ class AtomicCheckpointer(Checkpointer):
         return checkpoint_files(self.save_dir, self.prefix)
 
     def candidates(self) -> List[str]:
-        """The files :meth:`resume` tries, in order: the tagged one, then the others newest first."""
-        tagged = self._tagged()
-        return ([tagged] if tagged else []) + [f for f in self.model_files() if f != tagged]
+        """The files :meth:`resume` tries (:func:`checkpoint_candidates`)."""
+        return checkpoint_candidates(self.save_dir, self.prefix)
 
     def _prune(self, newest: str) -> None:
         others = [f for f in self.model_files() if os.path.basename(f) != newest]
         for f in others[max(self.keep - 1, 0):]:
             os.remove(f)
-
-    def _tagged(self) -> Optional[str]:
-        """The file ``last_checkpoint`` names, or None (with a warning) if the tag is missing,
-        empty, unreadable or dangling."""
-        tag = os.path.join(self.save_dir, tag_name(self.prefix))
-        if not os.path.exists(tag):
-            return None
-        try:
-            with open(tag) as f:
-                name = f.read().strip()
-        except (OSError, UnicodeDecodeError) as err:
-            warnings.warn(f"{tag} is unreadable ({err}); looking for the newest checkpoint file instead")
-            return None
-        path = os.path.join(self.save_dir, name)
-        if not name or os.path.basename(name) != name or not os.path.isfile(path):
-            warnings.warn(f"{tag} names {name!r}, which is not a checkpoint file in {self.save_dir}; "
-                          f"looking for the newest checkpoint file instead")
-            return None
-        return path
 
     def resume(self) -> Optional[str]:
         """Loads the newest readable checkpoint of ``save_dir`` into the model and every
