@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pt3d_radnerf.data import TalkingHeadDataset
+from pt3d_radnerf.models import TorsoField
 from pt3d_radnerf.training import (FitConfig, HeadModel, HeadTorsoModel, ModelSpec, TalkingHeadTrainer,
                                    TorsoTrainer, read_checkpoint)
 from pt3d_radnerf.training.evaluate import evaluate, render_with_audio
@@ -91,10 +92,10 @@ def test_torso_stage_learns_the_torso_and_beats_the_head_alone(root, tmp_path):
     assert metrics["frame_render"] == "head over the rendered torso over bc.jpg"
 
 
-def test_full_frame_is_head_over_torso_over_background(root, tmp_path):
+def test_full_frame_is_head_over_torso_over_background(root):
     data = TalkingHeadDataset(root, "val")
     head = HeadModel(ModelSpec.for_dataset(data.audio_features, len(data)), tiny_config())  # untrained: visible
-    model = HeadTorsoModel(head, TorsoTrainer(TalkingHeadDataset(root), head, TORSO_CONFIG, str(tmp_path)).torso)
+    model = HeadTorsoModel(head, TorsoField(num_frames=6))
     views = model.views(data, 2)
     rgb, opacity = head.layers(data, 2)
     assert float(opacity.max()) > 0.05  # the composite is not trivially the background
@@ -154,10 +155,10 @@ def test_trainer_prefetches_the_next_steps_frames(root, tmp_path):
     assert not all(torch.equal(draw_frames(config, s, 6), draw_frames(config, 0, 6)) for s in range(1, 6))
 
 
-def test_evaluation_keeps_no_frames(root, tmp_path):
+def test_evaluation_keeps_no_frames(root):
     data = TalkingHeadDataset(root, "val")
     head = empty_head(data)
-    model = HeadTorsoModel(head, TorsoTrainer(TalkingHeadDataset(root), head, TORSO_CONFIG, str(tmp_path)).torso)
+    model = HeadTorsoModel(head, TorsoField(num_frames=6))
     previous, seen = [], []
 
     def sink(index, views, target):
@@ -223,3 +224,18 @@ def test_cli_torso_is_refused_before_training(root, tmp_path, capsys):
     assert cli.main(_flags(root, ws, tiny_config(iters=2), "--torso")) == 2
     assert "holds no head checkpoint" in capsys.readouterr().err
     assert not (ws / "checkpoints").exists()
+
+
+def test_video_writer_streams_and_leaves_nothing_on_error(tmp_path):
+    from pt3d_radnerf.training.video import VideoWriter, probe_streams
+
+    path = str(tmp_path / "ok.mp4")
+    with VideoWriter(path, fps=25) as video:
+        for k in range(3):
+            video.append(torch.full((16, 16, 3), k / 3.0))
+    assert video.frames == 3 and "Video" in probe_streams(path)
+    with pytest.raises(RuntimeError, match="render failed"):
+        with VideoWriter(str(tmp_path / "broken.mp4")) as video:
+            video.append(torch.zeros(16, 16, 3))
+            raise RuntimeError("render failed")
+    assert sorted(os.listdir(tmp_path)) == ["ok.mp4"]  # no partial video, no temporaries

@@ -33,7 +33,6 @@ from tqdm import tqdm
 from ..atomic import remove_stale_temporaries
 from ..audio import attention_windows
 from ..data import TalkingHeadDataset
-from ..data import bg_coords
 from ..models import TorsoField
 from .checkpoint import STAGE_PREFIXES, AtomicCheckpointer, RNGState
 from .config import OPERATIONAL_FIELDS, FitConfig, ModelSpec, check_audio_compatible, config_changes
@@ -313,7 +312,6 @@ class TorsoTrainer(StageTrainer):
             torch.manual_seed(config.seed)
             self.torso = TorsoField(num_frames=len(train_set))
         self.model = HeadTorsoModel(head, self.torso)
-        self.coords = bg_coords(train_set.height, train_set.width, device=self.device)  # (H, W, 2)
         self.optimizer = torch.optim.Adam(self.torso.param_groups(config.lr, config.lr_net),
                                           betas=(0.9, 0.99), eps=1e-15)
         self.checkpointer = self._checkpointer(self.torso, head=_FrozenHead(head))
@@ -324,8 +322,8 @@ class TorsoTrainer(StageTrainer):
         shape = (len(indices), cfg.rays_per_camera)
         rows = torch.randint(0, data.height, shape, device=self.device)
         cols = torch.randint(0, data.width, shape, device=self.device)
-        alpha, rgb = self.torso(self.coords[rows, cols], data.torso_poses[indices].to(self.device),
-                                indices.to(self.device))
+        coords = self.model.coords(data.height, data.width)[rows * data.width + cols]  # (B, n, 2)
+        alpha, rgb = self.torso(coords, data.torso_poses[indices].to(self.device), indices.to(self.device))
         cam = torch.arange(len(indices), device=self.device)[:, None]
         target = torch.stack([data.torso_background(int(i)) for i in indices]).to(self.device)[cam, rows, cols]
         pred = rgb * alpha + data.background.to(self.device)[rows, cols] * (1.0 - alpha)
