@@ -5,6 +5,7 @@ CPU in about ten minutes, evaluates on the held-out end of the clip with its own
 into the workspace (default ``outputs/talking_head``):
 
     checkpoints/model_*.pth   resumable training state (``--resume`` continues it)
+    checkpoints/torso_*.pth   the torso stage's state (``--torso``), the head included
     metrics.json              PSNR, SSIM, mouth PSNR, lip-sync correlation, render time
     loss_psnr.png             training curves
     val_render.mp4            held-out frames rendered from held-out audio (with sound)
@@ -13,6 +14,12 @@ into the workspace (default ``outputs/talking_head``):
                               synthetic clip for a log-mel model, else the held-out split's
                               own audio features), with sound
 
+Torso (RAD-NeRF's ``--torso``, for folders with ``torso_imgs/``): after the head, a second run with
+``--torso`` trains the pose-driven torso behind the frozen head (the workspace's last head
+checkpoint, or ``--head-ckpt``); its evaluation renders the full frame, head over torso over
+bc.jpg, and also scores the head over the ground-truth torso (``psnr_head``, RAD-NeRF's number).
+``--resume`` continues whichever stage the workspace is in.
+
 Every training hyper-parameter is a flag (``--rays-per-camera``, ``--checkpoint-every``, ...: see
 ``--help``). All inputs (workspace, dataset, audio, checkpoint, config) are checked before
 training starts; ``--resume`` refuses a config that differs from the checkpoint's.
@@ -20,6 +27,7 @@ training starts; ``--resume`` refuses a config that differs from the checkpoint'
 Examples:
     python examples/fit_talking_head.py
     python examples/fit_talking_head.py --data path/to/radnerf_dataset --iters 20000 --device cuda
+    python examples/fit_talking_head.py --data path/to/radnerf_dataset --torso --iters 2000
     python examples/fit_talking_head.py --render-only outputs/talking_head/checkpoints/model_0002000.pth --audio speech.wav
 """
 
@@ -36,7 +44,9 @@ from pt3d_radnerf.atomic import TEMP_PREFIX, write_bytes
 from pt3d_radnerf.audio import FEATURE_TYPES
 from pt3d_radnerf.data import TalkingHeadDataset
 from pt3d_radnerf.data.synthetic import ensure_synthetic
-from pt3d_radnerf.training import HeadModel, ModelSpec, TalkingHeadTrainer, check_audio_compatible
+from pt3d_radnerf.training import (HeadModel, HeadTorsoModel, ModelSpec, TalkingHeadTrainer, TorsoTrainer,
+                                   check_audio_compatible, load_model)
+from pt3d_radnerf.training.checkpoint import STAGE_PREFIXES, checkpoint_candidates, first_readable, tag_name
 from pt3d_radnerf.training.config import add_config_arguments, config_from_args
 from pt3d_radnerf.training.evaluate import resolve_new_audio, write_outputs
 
@@ -46,7 +56,12 @@ def parse_args(argv=None):
     p.add_argument("--data", help="RAD-NeRF dataset folder (default: the built-in synthetic head)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--workspace", default="outputs/talking_head", help="output folder")
-    p.add_argument("--resume", action="store_true", help="continue the workspace's last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the workspace's last checkpoint (of whichever stage the workspace is in)")
+    p.add_argument("--torso", action="store_true",
+                   help="RAD-NeRF's torso stage: train the torso behind a trained, frozen head (needs torso_imgs/)")
+    p.add_argument("--head-ckpt", metavar="CKPT",
+                   help="the head the torso stage trains behind (default: the workspace's last head checkpoint)")
     p.add_argument("--audio", help="new speech (an audio file, or a RAD-NeRF feature .npy) for new_audio.mp4")
     p.add_argument("--audio-type", choices=sorted(FEATURE_TYPES),
                    help="feature type of --audio (default: inferred from the file)")
@@ -55,7 +70,8 @@ def parse_args(argv=None):
                         "wav2vec, hubert or a .npy path (default: a precomputed npy if present, else logmel)")
     p.add_argument("--eye-source", choices=("landmarks", "au"), default="landmarks",
                    help="eye control: RAD-NeRF's landmark eye area, or ER-NeRF's au.csv AU45")
-    p.add_argument("--render-only", metavar="CKPT", help="skip training: evaluate and render a checkpoint")
+    p.add_argument("--render-only", metavar="CKPT",
+                   help="skip training: evaluate and render a checkpoint (head model_*.pth or torso_*.pth)")
     p.add_argument("--shuffle-audio", action="store_true",
                    help="control experiment: shuffle training audio across frames (lip-sync should drop)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads")
@@ -67,6 +83,10 @@ def parse_args(argv=None):
         p.error(str(err))
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.head_ckpt and not args.torso:
+        p.error("--head-ckpt is the head of the torso stage: pass it with --torso")
+    if args.render_only and (args.torso or args.resume):
+        p.error("--render-only trains nothing: it takes no --torso or --resume")
     return args
 
 
@@ -86,52 +106,102 @@ def load_split(root: str, split: str, args) -> TalkingHeadDataset:
                               cache_size=1024 if split == "train" else 256)
 
 
+def workspace_stage(ckpt_dir: str):
+    """"torso" when the checkpoint folder holds torso-stage checkpoints, "head" when it holds
+    head checkpoints only, None when it holds neither."""
+    for stage in ("torso", "head"):
+        prefix = STAGE_PREFIXES[stage]
+        if os.path.exists(os.path.join(ckpt_dir, tag_name(prefix))) or glob.glob(os.path.join(ckpt_dir, f"{prefix}_*.pth")):
+            return stage
+    return None
+
+
+def torso_head(args, ckpt_dir: str, resuming: bool) -> HeadModel:
+    """The frozen head of the torso stage: the one stored in the workspace's torso checkpoints
+    (resume), ``--head-ckpt``, or the workspace's last head checkpoint."""
+    if resuming:
+        found = first_readable(checkpoint_candidates(ckpt_dir, STAGE_PREFIXES["torso"]))
+        if found is None:
+            raise ValueError(f"--resume: no readable torso checkpoint in {ckpt_dir}")
+        return HeadModel.from_state(found[1]["head"], found[0], args.device)
+    if args.head_ckpt:
+        return HeadModel.from_checkpoint(args.head_ckpt, args.device)
+    found = first_readable(checkpoint_candidates(ckpt_dir, STAGE_PREFIXES["head"]))
+    if found is None:
+        raise ValueError(f"--torso trains behind a fitted head, but {ckpt_dir} holds no head checkpoint: "
+                         f"train the head first (the same command without --torso) or pass --head-ckpt")
+    return HeadModel.from_checkpoint(found[0], args.device)
+
+
 def prepare(args):
-    """Everything that can fail on bad input, before any training: returns (root, train, val,
-    head or None, new_audio)."""
+    """Everything that can fail on bad input, before any training: returns (stage, root, train,
+    val, model, new_audio); stage is "head", "torso" or None (--render-only), model the head
+    the torso stage trains behind, or the model to render (None: the head stage builds it)."""
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda requested but no CUDA device is available")
     check_writable(args.workspace, "--workspace")
     ckpt_dir = os.path.join(args.workspace, "checkpoints")
     if os.path.isdir(ckpt_dir):
         check_writable(ckpt_dir, "checkpoint folder")
-    head = HeadModel.from_checkpoint(args.render_only, args.device) if args.render_only else None
-    has_run = os.path.exists(os.path.join(ckpt_dir, "last_checkpoint")) or glob.glob(os.path.join(ckpt_dir, "model_*.pth"))
-    if head is None and not args.resume and has_run:
-        raise ValueError(f"{args.workspace} already holds a run: pass --resume to continue it, or choose "
-                         f"another --workspace")
+    found = workspace_stage(ckpt_dir)
+    if args.render_only:
+        stage = None
+    elif args.torso or (args.resume and found == "torso"):
+        stage = "torso"
+        if found == "torso" and not args.resume:
+            raise ValueError(f"{args.workspace} already holds a torso-stage run: pass --resume to continue it, "
+                             f"or choose another --workspace")
+        if found == "torso" and args.head_ckpt:
+            raise ValueError(f"--head-ckpt: the torso run in {args.workspace} continues behind the head its "
+                             f"checkpoints hold; drop --head-ckpt (or use another --workspace)")
+    else:
+        stage = "head"
+        if found and not args.resume:
+            raise ValueError(f"{args.workspace} already holds a run: pass --resume to continue it, or choose "
+                             f"another --workspace")
     if args.data is not None and not os.path.isdir(args.data):
         raise FileNotFoundError(f"--data folder not found: {args.data}")
     root = args.data or ensure_synthetic()
     print(f"dataset: {root}")
-    train = None if head is not None else load_split(root, "train", args)
+    train = None if stage is None else load_split(root, "train", args)
+    if stage == "torso" and not train.has_torso:
+        raise ValueError(f"--torso needs RAD-NeRF's RGBA torso images, but {os.path.join(root, 'torso_imgs')} "
+                         f"does not exist")
     val = load_split(root, "val", args)
-    if head is not None:
-        spec = head.spec
+    if stage is None:
+        model = load_model(args.render_only, args.device)
+        spec = model.spec
         check_audio_compatible(spec, val.audio_features, f"held-out audio of {root}")
     else:
         spec = ModelSpec.for_dataset(train.audio_features, len(train))
+        model = torso_head(args, ckpt_dir, args.resume and found == "torso") if stage == "torso" else None
+        if model is not None and model.spec != spec:
+            raise ValueError(f"the head to train the torso behind was made for model {model.spec}, not for "
+                             f"this training data ({spec}): another dataset or audio features?")
     new_audio = resolve_new_audio(spec, val, args.workspace, args.audio, args.audio_type)
-    return root, train, val, head, new_audio
+    return stage, root, train, val, model, new_audio
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        root, train, val, head, new_audio = prepare(args)
+        stage, root, train, val, model, new_audio = prepare(args)
     except (OSError, ValueError, TypeError) as err:
         print(f"fit_talking_head.py: error: {err}", file=sys.stderr)
         return 2
-    config = head.config if head is not None else args.config
+    config = model.config if stage is None else args.config
 
-    if head is not None:
-        history, steps, train_seconds = head.history, head.steps, None
+    if stage is None:
+        history, steps, train_seconds = model.history, model.steps, None
     else:
         if args.shuffle_audio:
             gen = torch.Generator().manual_seed(config.seed + 1)
             train.audio_features = train.audio_features[torch.randperm(train.audio_features.shape[0], generator=gen)]
-        trainer = TalkingHeadTrainer(train, config, args.workspace, args.device, val)
+        if stage == "torso":
+            trainer = TorsoTrainer(train, model, config, args.workspace, args.device, val)
+        else:
+            trainer = TalkingHeadTrainer(train, config, args.workspace, args.device, val)
         start = time.perf_counter()
         try:
             trainer.fit(resume=args.resume)
@@ -139,15 +209,23 @@ def main(argv=None) -> int:
             print(f"fit_talking_head.py: error: {err}", file=sys.stderr)
             return 2
         train_seconds = time.perf_counter() - start
-        head, history, steps = trainer.head, trainer.progress.history, trainer.progress.step
+        history, steps = trainer.progress.history, trainer.progress.step
+        model = trainer.model if stage == "torso" else trainer.head
 
     extra = {"train_seconds_this_run": train_seconds, "config": dataclasses.asdict(config),
              "dataset": root, "shuffled_audio": args.shuffle_audio, "device": args.device,
-             "threads": torch.get_num_threads(), "eye_source": args.eye_source}
-    metrics = write_outputs(head, val, args.workspace, new_audio, history, steps, extra=extra)
+             "threads": torch.get_num_threads(), "eye_source": args.eye_source,
+             "stage": stage or ("torso" if isinstance(model, HeadTorsoModel) else "head")}
+    metrics = write_outputs(model, val, args.workspace, new_audio, history, steps, extra=extra)
     print(f"validation ({metrics['frames']} held-out frames, held-out audio): PSNR {metrics['psnr']:.2f} dB, "
           f"SSIM {metrics['ssim']:.3f}, mouth PSNR {metrics['mouth_psnr']:.2f} dB, "
-          f"lip-sync correlation {metrics['lipsync_corr']:.3f}, {metrics['render_ms_per_frame']:.0f} ms/frame")
+          f"lip-sync correlation {metrics['lipsync_corr']:.3f}, {metrics['render_ms_per_frame']:.0f} ms/frame "
+          f"({metrics['frame_render']})")
+    if "psnr_head" in metrics:
+        print(f"head over the ground-truth torso: PSNR {metrics['psnr_head']:.2f} dB, "
+              f"lip-sync correlation {metrics['lipsync_corr_head']:.3f}")
+    if "psnr_head_on_bc" in metrics:
+        print(f"head alone over bc.jpg: PSNR {metrics['psnr_head_on_bc']:.2f} dB")
     print(f"outputs in {os.path.abspath(args.workspace)}:")
     for name, path in metrics["outputs"].items():
         print(f"  {name:17s} {os.path.abspath(path)}")

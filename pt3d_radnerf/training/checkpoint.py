@@ -9,19 +9,75 @@ of a killed writer are removed when the checkpointer is created, and files are r
 
 :meth:`AtomicCheckpointer.resume` loads the newest *readable* checkpoint: the tagged one, else
 (truncated, deleted, empty or dangling tag) the newest other ``model_*.pth``, with a warning.
+
+Each training stage has its own files in the same folder: the head ``model_<step>.pth`` tagged
+by ``last_checkpoint``, the torso stage ``torso_<step>.pth`` tagged by ``last_torso_checkpoint``
+(``prefix``); every file records its ``stage``.
 """
 
 import os
 import re
 import warnings
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from fvcore.common.checkpoint import Checkpointer
 
 from ..atomic import atomic_path, remove_stale_temporaries, write_text
 
-_MODEL_FILE = re.compile(r"^model_(\d+)\.pth$")
+STAGE_PREFIXES = {"head": "model", "torso": "torso"}
+
+
+def tag_name(prefix: str) -> str:
+    """The tag file naming the newest checkpoint of files ``<prefix>_<step>.pth``."""
+    return "last_checkpoint" if prefix == "model" else f"last_{prefix}_checkpoint"
+
+
+def checkpoint_files(save_dir: str, prefix: str = "model") -> List[str]:
+    """Paths of the ``<prefix>_<step>.pth`` files of ``save_dir``, newest step first."""
+    if not os.path.isdir(save_dir):
+        return []
+    pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)\.pth$")
+    found = [(int(m.group(1)), f) for f in os.listdir(save_dir) if (m := pattern.match(f))]
+    return [os.path.join(save_dir, f) for _, f in sorted(found, reverse=True)]
+
+
+def _tagged(save_dir: str, prefix: str) -> Optional[str]:
+    """The file the stage's tag names, or None (with a warning) if the tag is missing, empty,
+    unreadable or dangling."""
+    tag = os.path.join(save_dir, tag_name(prefix))
+    if not os.path.exists(tag):
+        return None
+    try:
+        with open(tag) as f:
+            name = f.read().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        warnings.warn(f"{tag} is unreadable ({err}); looking for the newest checkpoint file instead")
+        return None
+    path = os.path.join(save_dir, name)
+    if not name or os.path.basename(name) != name or not os.path.isfile(path):
+        warnings.warn(f"{tag} names {name!r}, which is not a checkpoint file in {save_dir}; "
+                      f"looking for the newest checkpoint file instead")
+        return None
+    return path
+
+
+def checkpoint_candidates(save_dir: str, prefix: str = "model") -> List[str]:
+    """A stage's checkpoint files, the newest first: the tagged one, then the other
+    ``<prefix>_<step>.pth`` by step."""
+    tagged = _tagged(save_dir, prefix)
+    return ([tagged] if tagged else []) + [f for f in checkpoint_files(save_dir, prefix) if f != tagged]
+
+
+def first_readable(paths: List[str]) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """(path, data) of the first readable checkpoint of ``paths`` (unreadable ones are skipped
+    with a warning), or None."""
+    for path in paths:
+        try:
+            return path, read_checkpoint(path)
+        except CheckpointReadError as err:
+            warnings.warn(f"{err}; trying an older checkpoint")
+    return None
 
 
 class CheckpointReadError(ValueError):
@@ -63,16 +119,18 @@ class AtomicCheckpointer(Checkpointer):
             successful save); keep >= 2 leaves a fallback if the newest is damaged later.
         check: optional ``check(path, data)`` run on every file read, before anything is loaded
             from it (raise to refuse the checkpoint; such refusals are not skipped by resume).
+        prefix: file names ``<prefix>_<step>.pth``, tagged by :func:`tag_name` (one per stage).
     """
 
     def __init__(self, model, save_dir: str, keep: int = 2,
-                 check: Optional[Callable[[str, Dict[str, Any]], None]] = None,
+                 check: Optional[Callable[[str, Dict[str, Any]], None]] = None, prefix: str = "model",
                  **checkpointables: Any) -> None:
         super().__init__(model, save_dir, **checkpointables)
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.keep = int(keep)
         self.check = check
+        self.prefix = prefix
         remove_stale_temporaries(save_dir)
 
     def save(self, name: str, **kwargs: Any) -> None:
@@ -87,38 +145,20 @@ class AtomicCheckpointer(Checkpointer):
         self._prune(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+        write_text(os.path.join(self.save_dir, tag_name(self.prefix)), last_filename_basename)
 
     def model_files(self) -> List[str]:
-        """Paths of the ``model_<step>.pth`` files, newest step first."""
-        if not os.path.isdir(self.save_dir):
-            return []
-        found = [(int(m.group(1)), f) for f in os.listdir(self.save_dir) if (m := _MODEL_FILE.match(f))]
-        return [os.path.join(self.save_dir, f) for _, f in sorted(found, reverse=True)]
+        """Paths of this stage's ``<prefix>_<step>.pth`` files, newest step first."""
+        return checkpoint_files(self.save_dir, self.prefix)
+
+    def candidates(self) -> List[str]:
+        """The files :meth:`resume` tries (:func:`checkpoint_candidates`)."""
+        return checkpoint_candidates(self.save_dir, self.prefix)
 
     def _prune(self, newest: str) -> None:
         others = [f for f in self.model_files() if os.path.basename(f) != newest]
         for f in others[max(self.keep - 1, 0):]:
             os.remove(f)
-
-    def _tagged(self) -> Optional[str]:
-        """The file ``last_checkpoint`` names, or None (with a warning) if the tag is missing,
-        empty, unreadable or dangling."""
-        tag = os.path.join(self.save_dir, "last_checkpoint")
-        if not os.path.exists(tag):
-            return None
-        try:
-            with open(tag) as f:
-                name = f.read().strip()
-        except (OSError, UnicodeDecodeError) as err:
-            warnings.warn(f"{tag} is unreadable ({err}); looking for the newest checkpoint file instead")
-            return None
-        path = os.path.join(self.save_dir, name)
-        if not name or os.path.basename(name) != name or not os.path.isfile(path):
-            warnings.warn(f"{tag} names {name!r}, which is not a checkpoint file in {self.save_dir}; "
-                          f"looking for the newest checkpoint file instead")
-            return None
-        return path
 
     def resume(self) -> Optional[str]:
         """Loads the newest readable checkpoint of ``save_dir`` into the model and every
@@ -131,10 +171,8 @@ class AtomicCheckpointer(Checkpointer):
         Raises:
             CheckpointReadError: checkpoint files exist but none is readable.
         """
-        tagged = self._tagged()
-        candidates = ([tagged] if tagged else []) + [f for f in self.model_files() if f != tagged]
         failures = []
-        for path in candidates:
+        for path in self.candidates():
             try:
                 self.load(path)
             except CheckpointReadError as err:

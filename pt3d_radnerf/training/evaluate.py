@@ -12,7 +12,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -22,9 +22,9 @@ from ..audio import attention_windows, feature_type, load_feature_file, logmel_w
 from ..audio.io import write_wav
 from ..data import TalkingHeadDataset
 from .config import ModelSpec, check_audio_compatible
-from .inference import HeadModel
+from .inference import HeadModel, HeadTorsoModel
 from .metrics import pearson, psnr, region_psnr, ssim
-from .video import write_video
+from .video import VideoWriter, write_video
 
 FPS = 25.0
 
@@ -50,40 +50,88 @@ def ground_truth_openness(data: TalkingHeadDataset) -> Optional[np.ndarray]:
     return values[np.asarray(data.img_ids)]
 
 
-def evaluate(head: HeadModel, data: TalkingHeadDataset, progress: bool = True) -> Dict[str, object]:
-    """Renders every item of ``data`` (held-out frames with their own audio) and scores it.
+class _Scores:
+    """Per-frame scores of one view, accumulated as frames are rendered (floats, no images)."""
 
-    Returns a dict with the metrics and ``renders`` (N, H, W, 3) / ``targets`` (N, H, W, 3) CPU
-    float tensors for the videos.
+    def __init__(self) -> None:
+        self.psnr: List[float] = []
+        self.ssim: List[float] = []
+        self.mouth_psnr: List[float] = []
+        self.openness: List[float] = []
+
+    def add(self, render: torch.Tensor, target: torch.Tensor, rect: Sequence[int], full: bool) -> None:
+        self.psnr.append(psnr(render, target))
+        if full:
+            self.ssim.append(ssim(render, target))  # the mean over frames = SSIM of the stack
+            self.mouth_psnr.append(region_psnr(render, target, rect))
+            self.openness.append(mouth_openness_proxy(render, rect))
+
+    def metrics(self, suffix: str, reference: torch.Tensor) -> Dict[str, float]:
+        out = {f"psnr{suffix}": float(np.mean(self.psnr))}
+        if self.ssim:
+            out.update({f"ssim{suffix}": float(np.mean(self.ssim)), f"mouth_psnr{suffix}": float(np.mean(self.mouth_psnr)),
+                        f"lipsync_corr{suffix}": pearson(torch.tensor(self.openness), reference)})
+        return out
+
+
+# The views a model renders (HeadModel.views / HeadTorsoModel.views), the suffix of their metric
+# names, and whether SSIM, mouth PSNR and lip-sync are scored too (else PSNR only).
+VIEWS = {"frame": ("", True), "head": ("_head", True), "head_on_bc": ("_head_on_bc", False)}
+
+
+def frame_description(model: Union[HeadModel, HeadTorsoModel], data: TalkingHeadDataset) -> str:
+    """What the video frames (and the unsuffixed metrics) show."""
+    if isinstance(model, HeadTorsoModel):
+        return "head over the rendered torso over bc.jpg"
+    return "head over the ground-truth torso on bc.jpg" if data.has_torso else "head over bc.jpg"
+
+FrameSink = Callable[[int, Dict[str, torch.Tensor], torch.Tensor], None]
+
+
+@torch.no_grad()
+def evaluate(model: Union[HeadModel, HeadTorsoModel], data: TalkingHeadDataset, progress: bool = True,
+             on_frame: Optional[FrameSink] = None) -> Dict[str, object]:
+    """Renders every item of ``data`` (held-out frames with their own audio) and scores it as it
+    goes: no render or target is kept (``on_frame(index, views, target)`` gets each frame's
+    ``model.views`` and (H, W, 3) ground truth, e.g. to encode them into videos).
+
+    Metrics of the video frame are unsuffixed (``psnr``, ``ssim``, ``mouth_psnr``,
+    ``lipsync_corr``); a :class:`HeadTorsoModel` adds the head over the ground-truth torso
+    (``psnr_head``, ...: when the folder has torso images) and the head alone over bc.jpg
+    (``psnr_head_on_bc``). ``frame_render`` says what the frames show.
     """
     from tqdm import tqdm
 
-    renders, targets, times = [], [], []
+    scores: Dict[str, _Scores] = {}
+    openness_gt, times = [], []
+    data.prefetch(0)
     for i in tqdm(range(len(data)), desc="evaluate", disable=not progress, unit="frame"):
+        if i + 1 < len(data):
+            data.prefetch(i + 1)
         start = time.perf_counter()
-        renders.append(head.render(data, i).cpu())
+        views = {k: v.cpu() for k, v in model.views(data, i).items()}
         times.append(time.perf_counter() - start)
-        targets.append(data.image(i))
-    renders, targets = torch.stack(renders), torch.stack(targets)
-    rects = data.lips_rects
-    measured = torch.tensor([mouth_openness_proxy(r, rect) for r, rect in zip(renders, rects)])
-    measured_gt = torch.tensor([mouth_openness_proxy(t, rect) for t, rect in zip(targets, rects)])
+        target, rect = data.image(i), data.lips_rects[i]
+        for name, render in views.items():
+            scores.setdefault(name, _Scores()).add(render, target, rect, VIEWS[name][1])
+        openness_gt.append(mouth_openness_proxy(target, rect))
+        if on_frame is not None:
+            on_frame(i, views, target)
+    measured_gt = torch.tensor(openness_gt)
     exact = ground_truth_openness(data)
     reference = torch.from_numpy(exact).float() if exact is not None else measured_gt
-    return {
-        "frames": len(data),
-        "psnr": float(np.mean([psnr(r, t) for r, t in zip(renders, targets)])),
-        "ssim": float(ssim(renders, targets)),
-        "mouth_psnr": float(np.mean([region_psnr(r, t, rect) for r, t, rect in zip(renders, targets, rects)])),
-        "lipsync_corr": pearson(measured, reference),
+    result: Dict[str, object] = {"frames": len(data)}
+    for name, view in scores.items():
+        result.update(view.metrics(VIEWS[name][0], reference))
+    result.update({
+        "frame_render": frame_description(model, data),
         "lipsync_reference": "mouth_openness.npy" if exact is not None else "measured on ground-truth frames",
         "lipsync_corr_ground_truth_frames": pearson(measured_gt, reference) if exact is not None else 1.0,
         "render_ms_per_frame": 1000.0 * float(np.median(times)),
-        "renders": renders,
-        "targets": targets,
-        "openness_measured": measured.tolist(),
+        "openness_measured": scores["frame"].openness,
         "openness_reference": reference.tolist(),
-    }
+    })
+    return result
 
 
 @dataclass(frozen=True)
@@ -142,21 +190,20 @@ def resolve_new_audio(spec: ModelSpec, val_set: TalkingHeadDataset, workspace: s
                     "the held-out split's own audio features")
 
 
-@torch.no_grad()
-def render_with_audio(head: HeadModel, data: TalkingHeadDataset, features: torch.Tensor,
-                      progress: bool = True) -> List[torch.Tensor]:
-    """One frame per audio window of ``features`` (N, W, C): the poses of ``data`` replayed
-    forwards and backwards, the mean eye area, latent code 0."""
+def render_with_audio(model: Union[HeadModel, HeadTorsoModel], data: TalkingHeadDataset,
+                      features: torch.Tensor, progress: bool = True) -> Iterator[torch.Tensor]:
+    """Yields one (H, W, 3) frame per audio window of ``features`` (N, W, C), rendered when
+    asked for: the poses of ``data`` replayed forwards and backwards, the mean eye area, latent
+    code 0."""
     from tqdm import tqdm
 
     n_pose = len(data)
     cycle = list(range(n_pose)) + list(range(n_pose - 2, 0, -1)) or [0]
     eye = float(data.eye.mean())
-    frames = []
     for i in tqdm(range(features.shape[0]), desc="render new audio", disable=not progress, unit="frame"):
         window = attention_windows(features, torch.tensor([i]))[0]
-        frames.append(head.render(data, 0, audio=window, eye=eye, pose_index=cycle[i % len(cycle)]).cpu())
-    return frames
+        with torch.no_grad():
+            yield model.render(data, 0, audio=window, eye=eye, pose_index=cycle[i % len(cycle)]).cpu()
 
 
 def synthetic_new_speech(path: str, seconds: float = 6.0, seed: int = 1234) -> str:
@@ -206,26 +253,29 @@ def remove_previous_outputs(workspace: str) -> None:
     remove_stale_temporaries(workspace)
 
 
-def write_outputs(head: HeadModel, val_set: TalkingHeadDataset, workspace: str, new_audio: NewAudio,
-                  history: List[Dict[str, Any]], steps: int, progress: bool = True,
+def write_outputs(model: Union[HeadModel, HeadTorsoModel], val_set: TalkingHeadDataset, workspace: str,
+                  new_audio: NewAudio, history: List[Dict[str, Any]], steps: int, progress: bool = True,
                   extra: Optional[Dict[str, object]] = None) -> Dict[str, object]:
-    """Evaluates on ``val_set`` and writes :data:`OUTPUT_FILES` into ``workspace``: val_render.mp4,
-    val_side_by_side.mp4 (GT | render), new_audio.mp4 (driven by ``new_audio``), loss_psnr.png (of
-    ``history``) and, last, metrics.json; the previous run's outputs are removed first. Returns
-    the metrics."""
+    """Evaluates ``model`` on ``val_set`` and writes :data:`OUTPUT_FILES` into ``workspace``:
+    val_render.mp4, val_side_by_side.mp4 (GT | render), new_audio.mp4 (driven by ``new_audio``),
+    loss_psnr.png (of ``history``) and, last, metrics.json; the previous run's outputs are removed
+    first. Frames are encoded as they are rendered (memory does not grow with the clip's length).
+    Returns the metrics."""
     os.makedirs(workspace, exist_ok=True)
     remove_previous_outputs(workspace)
-    result = evaluate(head, val_set, progress)
-    renders, targets = result.pop("renders"), result.pop("targets")
     wav = os.path.join(val_set.root, "aud.wav")
     wav = wav if os.path.isfile(wav) else None
     offset = val_set.aud_ids[0] / FPS
-    outputs = {
-        "val_render": write_video(renders, os.path.join(workspace, "val_render.mp4"), FPS, wav, offset),
-        "val_side_by_side": write_video(torch.cat([targets, renders], 2),
-                                        os.path.join(workspace, "val_side_by_side.mp4"), FPS, wav, offset),
-    }
-    frames = render_with_audio(head, val_set, new_audio.features, progress)
+    outputs = {name: os.path.join(workspace, f"{name}.mp4") for name in ("val_render", "val_side_by_side")}
+    with VideoWriter(outputs["val_render"], FPS, wav, offset) as render_video, \
+            VideoWriter(outputs["val_side_by_side"], FPS, wav, offset) as side_video:
+
+        def encode(index: int, views: Dict[str, torch.Tensor], target: torch.Tensor) -> None:
+            render_video.append(views["frame"])
+            side_video.append(torch.cat([target, views["frame"]], 1))
+
+        result = evaluate(model, val_set, progress, encode)
+    frames = render_with_audio(model, val_set, new_audio.features, progress)
     outputs["new_audio"] = write_video(frames, os.path.join(workspace, "new_audio.mp4"), FPS, new_audio.sound,
                                        new_audio.offset_s)
     outputs["plot"] = plot_history(history, os.path.join(workspace, "loss_psnr.png"))

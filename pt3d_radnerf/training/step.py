@@ -7,7 +7,9 @@
 3. loss = MSE(render over bc.jpg, ground truth) + ``entropy_weight`` x opacity entropy
    + ``ambient_weight`` x ramp x |ambient| on rays outside the lower-face rectangle.
 
-Every random draw goes through the global torch RNG (checkpointed by the trainer).
+The frames of step s are a function of (seed, s) (:func:`draw_frames`), so the trainer can ask
+the dataset to decode the next step's images ahead; every other random draw goes through the
+global torch RNG (checkpointed by the trainer).
 """
 
 import math
@@ -21,6 +23,14 @@ from ..data import TalkingHeadDataset
 from ..renderer import ndc_grid_pixels
 from .config import FitConfig
 from .losses import ambient_loss, opacity_entropy, ramp
+
+
+def draw_frames(config: FitConfig, step: int, num_frames: int) -> torch.Tensor:
+    """(cameras_per_step,) training frames of ``step``: drawn from a generator seeded with
+    (``config.seed``, ``step``) only, so they are known before the step runs (prefetch) and a
+    resumed run draws the same ones without any stored state."""
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    return torch.randint(0, num_frames, (config.cameras_per_step,), generator=gen)
 
 
 def face_ray_weights(data: TalkingHeadDataset, indices: torch.Tensor, weight: float) -> torch.Tensor:
