@@ -220,6 +220,10 @@ class OccupancyGrid(nn.Module):
                 "alpha": it returns one step's opacity in [0, 1] (a PyTorch3D-tutorial-style
                 field), converted with the grid's step: ``sigma = -log(1 - alpha) / step_size``.
             chunk: points per ``density_fn`` call.
+
+        The bitfield is re-thresholded incrementally: while ``min(mean, threshold)`` stays the
+        same only the bytes of the evaluated cells are repacked (the same bits as
+        :meth:`refresh_bitfield`), so the per-update cost beyond ``density_fn`` is small.
         """
         if density_mode not in DENSITY_MODES:
             raise ValueError(f"density_mode must be 'sigma' or 'alpha', got {density_mode!r}")
@@ -236,10 +240,11 @@ class OccupancyGrid(nn.Module):
         cells = torch.unique(indices)  # sorted, for the running sums and the touched bytes
         flat = self.sigma.view(-1)
         before = flat[cells]
-        # decay-max in place (ops.decayed_max_update's rule; a first evaluation is max(0, new),
-        # unseen -1 stays), so an update touches only its cells and not the whole grid.
+        # Decay-max on the gathered cells only (not a copy of the whole grid); a first evaluation
+        # is max(0, new), unseen -1 stays.
         old = torch.nan_to_num(flat[indices], nan=0.0)
-        flat[indices] = torch.where(old < 0, old, torch.maximum(old * self._decay, values))
+        slots = torch.arange(indices.shape[0], device=indices.device)
+        flat[indices] = ops.decayed_max_update(old, slots, values, self._decay)
         if not synced or self._dilation > 0:
             self.refresh_bitfield()
             return True
