@@ -119,3 +119,30 @@ def test_fit_nerf_runs_end_to_end(tmp_path, monkeypatch):
     assert saved["comparison"]["psnr_gain_db"] == pytest.approx(saved["swapped"]["psnr"] - saved["stock"]["psnr"])
     assert metrics["stock"]["steps"] == saved["stock"]["steps"]
     assert os.path.getsize(ws / "turntable.mp4") > 1000 and os.path.getsize(ws / "psnr_curve.png") > 1000
+
+
+def test_train_side_by_side_alternates_and_evaluates_at_checkpoints():
+    from types import SimpleNamespace
+
+    from pt3d_radnerf.training.nerf import train_side_by_side
+
+    order, evals = [], []
+
+    class Fake:
+        def __init__(self, name, dt):
+            self.name, self.dt, self.seconds, self.steps = name, dt, 0.0, 0
+            self.config = SimpleNamespace(seconds=1.0)
+
+        def step(self, scene, background):
+            running = [q for q in pipelines.values() if q.seconds < 1.0]
+            assert self.seconds == min(q.seconds for q in running)  # the one behind steps next
+            order.append(self.name)
+            self.seconds += self.dt
+            self.steps += 1
+
+    pipelines = {"stock": Fake("stock", 0.375), "swapped": Fake("swapped", 0.125)}  # exact in binary
+    train_side_by_side(pipelines, None, None, [0.0, 0.5, 1.0], lambda p: evals.append((p.name, p.seconds)))
+    assert order.count("stock") == 3 and order.count("swapped") == 8
+    # t = 0, then after the first step at or past 0.5 s and at or past 1.0 s
+    assert [t for n, t in evals if n == "stock"] == [0.0, 0.75, 1.125]
+    assert [t for n, t in evals if n == "swapped"] == [0.0, 0.5, 1.0]
