@@ -236,7 +236,7 @@ class OccupancyGrid(nn.Module):
         for s in range(0, indices.shape[0], chunk):
             pts = self.cell_points(indices[s : s + chunk])
             values[s : s + chunk] = self._as_sigma(_call_density(density_fn, pts), pts.shape[0], density_mode)
-        synced = self._synced_versions == (self.sigma._version, self.bitfield._version)
+        synced = self._synced_versions is not None and self._synced_versions == self._versions()
         cells = torch.unique(indices)  # sorted, for the running sums and the touched bytes
         flat = self.sigma.view(-1)
         before = flat[cells]
@@ -258,7 +258,7 @@ class OccupancyGrid(nn.Module):
             touched = torch.unique_consecutive(cells >> 3)
             values8 = torch.nan_to_num(self.sigma.view(-1, 8)[touched], nan=float("inf"))
             self.bitfield[touched] = ops.packbits(values8, thre)
-            self._synced_versions = (self.sigma._version, self.bitfield._version)
+            self._synced_versions = self._versions()
         return True
 
     def _as_sigma(self, out: torch.Tensor, n: int, density_mode: str) -> torch.Tensor:
@@ -309,7 +309,15 @@ class OccupancyGrid(nn.Module):
         else:
             self.bitfield.copy_(ops.packbits(values, thre))
         self._packed_at = thre
-        self._synced_versions = (self.sigma._version, self.bitfield._version)
+        self._synced_versions = self._versions()
+
+    def _versions(self):
+        """The in-place write counters of ``sigma`` and ``bitfield`` (None for inference-mode
+        tensors, which keep none: every update then re-thresholds in full)."""
+        try:
+            return self.sigma._version, self.bitfield._version
+        except RuntimeError:
+            return None
 
     @torch.no_grad()
     def mark_unseen(
