@@ -362,3 +362,13 @@ def test_occupied_cells_are_drawn_as_ranks_of_the_occupied_list(cascades):
         picked = listed[torch.randint(0, max(listed.numel(), 1), (n_occ,))]
         want = torch.cat([torch.randint(0, g.n_cells, (budget - n_occ,)), picked])
         assert torch.equal(got, want), fraction
+
+
+def test_update_in_inference_mode_equals_full_recompute():
+    """Inference-mode buffers keep no write counters: updates then re-threshold in full."""
+    torch.manual_seed(1)
+    with torch.inference_mode():
+        g = OccupancyGrid(resolution=8, cells_per_update=64, warmup_steps=2, update_every=1, threshold=0.05)
+        for step in range(6):
+            g.update(lambda x: (x.norm(dim=-1) < 0.4).float() * 30.0 + 0.1 * torch.rand(x.shape[0]), step=step)
+            assert torch.equal(g.bitfield, _full_recompute(g)), step
