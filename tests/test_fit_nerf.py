@@ -84,15 +84,15 @@ def _load_example():
 
 
 def test_sample_images_at_xys_matches_pixel_centres():
-    fit_nerf = _load_example()
     from pt3d_radnerf.renderer import ndc_grid_pixels
+    from pt3d_radnerf.training.nerf import sample_images_at_xys
 
     images = torch.rand(2, 5, 7, 3)
     sampler = OccupancyGridRaysampler(image_width=7, image_height=5, min_depth=1.0, max_depth=2.0)
     xys = sampler(_cameras()).xys.reshape(2, -1, 2)  # PyTorch3D's pixel-centre NDC grid
     row, col = ndc_grid_pixels(xys, 7, 5)
     want = images[torch.arange(2)[:, None], row, col]
-    torch.testing.assert_close(fit_nerf.sample_images_at_xys(images, xys), want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sample_images_at_xys(images, xys), want, atol=1e-5, rtol=0)
 
 
 def test_fit_nerf_runs_end_to_end(tmp_path, monkeypatch):
@@ -113,8 +113,36 @@ def test_fit_nerf_runs_end_to_end(tmp_path, monkeypatch):
         assert m["steps"] >= 1 and m["train_seconds"] >= 1.5 and m["rays_per_second"] > 0
         assert m["render_ms_per_frame"] > 0 and 0 < m["psnr"] < 60
         assert len(m["curve"]) == 3 and m["curve"][0][0] == 0.0
+    assert 0 < saved["swapped"]["grid_update_share"] < 1 and saved["stock"]["grid_update_share"] == 0
     # Same seed, same initial weights: the untrained curves start equal.
     assert saved["stock"]["curve"][0][1] == pytest.approx(saved["swapped"]["curve"][0][1], abs=0.05)
     assert saved["comparison"]["psnr_gain_db"] == pytest.approx(saved["swapped"]["psnr"] - saved["stock"]["psnr"])
     assert metrics["stock"]["steps"] == saved["stock"]["steps"]
     assert os.path.getsize(ws / "turntable.mp4") > 1000 and os.path.getsize(ws / "psnr_curve.png") > 1000
+
+
+def test_train_side_by_side_alternates_and_evaluates_at_checkpoints():
+    from types import SimpleNamespace
+
+    from pt3d_radnerf.training.nerf import train_side_by_side
+
+    order, evals = [], []
+
+    class Fake:
+        def __init__(self, name, dt):
+            self.name, self.dt, self.seconds, self.steps = name, dt, 0.0, 0
+            self.config = SimpleNamespace(seconds=1.0)
+
+        def step(self, scene, background):
+            running = [q for q in pipelines.values() if q.seconds < 1.0]
+            assert self.seconds == min(q.seconds for q in running)  # the one behind steps next
+            order.append(self.name)
+            self.seconds += self.dt
+            self.steps += 1
+
+    pipelines = {"stock": Fake("stock", 0.375), "swapped": Fake("swapped", 0.125)}  # exact in binary
+    train_side_by_side(pipelines, None, None, [0.0, 0.5, 1.0], lambda p: evals.append((p.name, p.seconds)))
+    assert order.count("stock") == 3 and order.count("swapped") == 8
+    # t = 0, then after the first step at or past 0.5 s and at or past 1.0 s
+    assert [t for n, t in evals if n == "stock"] == [0.0, 0.75, 1.125]
+    assert [t for n, t in evals if n == "swapped"] == [0.0, 0.5, 1.0]

@@ -309,3 +309,66 @@ def test_aabb_is_checked_once_and_kept_on_the_host():
     with pytest.raises(ValueError, match="saved for aabb .* build the grid with the same aabb"):
         grid.load_state_dict(other.state_dict())
     grid.load_state_dict(OccupancyGrid(aabb=grid.box, resolution=8).state_dict())
+
+
+def _full_recompute(g):
+    """Independent reference of the bitfield: every cell against min(mean of the seen cells,
+    threshold), NaN (never evaluated) occupied, -1 (unseen) empty, with the test twin's packbits."""
+    sigma = g.sigma.reshape(-1)
+    seen = sigma[sigma >= 0].double()
+    thre = min(float(seen.mean()), g.threshold) if seen.numel() else g.threshold
+    return reference.packbits(torch.nan_to_num(sigma, nan=float("inf")), thre)
+
+
+@pytest.mark.parametrize("threshold", [0.05, 1e4])  # mean above it (fixed) / below it (moves)
+def test_incremental_update_equals_full_recompute_bit_for_bit(threshold, monkeypatch):
+    torch.manual_seed(0)
+    g = OccupancyGrid(resolution=16, cascades=2, cells_per_update=300, warmup_steps=6, update_every=1,
+                      threshold=threshold, decay=0.9)
+    g.sigma[1, :50] = -1.0  # unseen cells: never updated, never occupied, not in the mean
+    packs = []
+    full_pack = OccupancyGrid._pack
+    monkeypatch.setattr(OccupancyGrid, "_pack", lambda self, thre: packs.append(thre) or full_pack(self, thre))
+
+    def field(step):  # a ball of varying radius and density over a faint, noisy floor
+        return lambda x: ((x.norm(dim=-1) < 0.3 + 0.05 * (step % 5)).float() * (20.0 + step)
+                          + 0.2 * torch.rand(x.shape[0]))
+
+    for step in range(20):  # partial warm-up sweeps (NaN cells left), then occupied + random cells
+        if step == 12:
+            g.sigma[0, 100:140] = 7.0  # an outside write: the next update must resynchronise
+        g.update(field(step), step=step)
+        assert torch.equal(g.bitfield, _full_recompute(g)), step
+    if threshold == 0.05:  # the mean stays above the threshold: only the touched bytes were repacked
+        assert len(packs) <= 3
+    else:  # the mean moves with every update: each one repacks everything, as it must
+        assert len(packs) >= 19
+
+
+@pytest.mark.parametrize("cascades", [1, 2])
+def test_occupied_cells_are_drawn_as_ranks_of_the_occupied_list(cascades):
+    """The post-warm-up draw picks the r-th occupied cell for uniform ranks r: the same cells as
+    listing every occupied cell (unpack + nonzero) and indexing it with the same random ranks."""
+    res, budget = 16, 512
+    g = OccupancyGrid(resolution=res, cascades=cascades, cells_per_update=budget, warmup_steps=0)
+    for fraction in (0.0, 0.002, 0.3, 1.0):
+        occupied = torch.rand(cascades, res**3) < fraction
+        g.set_occupancy(occupied)
+        listed = occupied.reshape(-1).nonzero()[:, 0]
+        torch.manual_seed(3)
+        got = g._cells_to_update(step=5)
+        torch.manual_seed(3)
+        n_occ = min(budget // 2, listed.numel())
+        picked = listed[torch.randint(0, max(listed.numel(), 1), (n_occ,))]
+        want = torch.cat([torch.randint(0, g.n_cells, (budget - n_occ,)), picked])
+        assert torch.equal(got, want), fraction
+
+
+def test_update_in_inference_mode_equals_full_recompute():
+    """Inference-mode buffers keep no write counters: updates then re-threshold in full."""
+    torch.manual_seed(1)
+    with torch.inference_mode():
+        g = OccupancyGrid(resolution=8, cells_per_update=64, warmup_steps=2, update_every=1, threshold=0.05)
+        for step in range(6):
+            g.update(lambda x: (x.norm(dim=-1) < 0.4).float() * 30.0 + 0.1 * torch.rand(x.shape[0]), step=step)
+            assert torch.equal(g.bitfield, _full_recompute(g)), step

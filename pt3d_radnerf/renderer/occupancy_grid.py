@@ -101,6 +101,11 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("aabb", box)
         self.register_buffer("sigma", torch.full((self._cascades, self._resolution**3), float("nan")))
         self.register_buffer("bitfield", torch.full((n // 8,), 255, dtype=torch.uint8))
+        # Incremental re-thresholding (update()): the sum and count of the seen cells (sigma >= 0)
+        # and the threshold the bitfield was packed with, valid while both buffers are at the
+        # recorded versions (any other write, a load_state_dict or .to() triggers a full refresh).
+        self._seen_sum, self._seen_count, self._packed_at = 0.0, 0, float("nan")
+        self._synced_versions = None
 
     # ---- configuration (read-only: build a new grid to change it) -------------------------------
     resolution = property(lambda self: self._resolution, doc="Cells per axis per cascade.")
@@ -167,18 +172,33 @@ class OccupancyGrid(nn.Module):
             start = (step // self._update_every) * budget
             k = (start + torch.arange(budget, device=dev, dtype=torch.int64)) % n
             return (k * 1_000_003) % n
+        if budget is not None:
+            # Half occupied cells (uniform, with replacement), half uniform random cells.
+            picked_occ = self._sample_occupied(budget // 2)
+            return torch.cat([torch.randint(0, n, (budget - picked_occ.shape[0],), device=dev), picked_occ])
         occupied = self.occupied().reshape(-1).nonzero()[:, 0]
-        if budget is None:  # instant-ngp: per cascade, 1/4 random + up to 1/4 occupied
-            picked = []
-            for c in range(self._cascades):
-                occ = occupied[(occupied >= c * n3) & (occupied < (c + 1) * n3)]
-                if occ.numel() > n3 // 4:
-                    occ = occ[torch.randint(0, occ.numel(), (n3 // 4,), device=dev)]
-                picked += [torch.randint(0, n3, (n3 // 4,), device=dev) + c * n3, occ]
-            return torch.cat(picked)
-        n_occ = min(budget // 2, occupied.numel())
-        picked_occ = occupied[torch.randint(0, max(occupied.numel(), 1), (n_occ,), device=dev)]
-        return torch.cat([torch.randint(0, n, (budget - n_occ,), device=dev), picked_occ])
+        picked = []  # instant-ngp: per cascade, 1/4 random + up to 1/4 occupied
+        for c in range(self._cascades):
+            occ = occupied[(occupied >= c * n3) & (occupied < (c + 1) * n3)]
+            if occ.numel() > n3 // 4:
+                occ = occ[torch.randint(0, occ.numel(), (n3 // 4,), device=dev)]
+            picked += [torch.randint(0, n3, (n3 // 4,), device=dev) + c * n3, occ]
+        return torch.cat(picked)
+
+    def _sample_occupied(self, count: int) -> torch.Tensor:
+        """(min(count, occupied),) flat indices of occupied cells drawn uniformly with replacement:
+        draw ranks r and take the r-th occupied cell in ascending order, found from the bitfield
+        bytes (per-byte popcounts, no unpacking of all cells)."""
+        bytes_nz = (self.bitfield != 0).nonzero()[:, 0]
+        values = self.bitfield[bytes_nz].long()
+        popcount, nth_bit = _bit_tables(self.bitfield.device)
+        per_byte = popcount[values]
+        ends = per_byte.cumsum(0)  # occupied cells up to and including each nonzero byte
+        total = int(ends[-1]) if ends.numel() else 0
+        ranks = torch.randint(0, max(total, 1), (min(count, total),), device=self.bitfield.device)
+        which = torch.searchsorted(ends, ranks, right=True)  # the byte holding the rank-th cell
+        within = ranks - (ends[which] - per_byte[which])  # its rank among the byte's set bits
+        return bytes_nz[which] * 8 + nth_bit[values[which], within]
 
     @torch.no_grad()
     def update(
@@ -200,6 +220,10 @@ class OccupancyGrid(nn.Module):
                 "alpha": it returns one step's opacity in [0, 1] (a PyTorch3D-tutorial-style
                 field), converted with the grid's step: ``sigma = -log(1 - alpha) / step_size``.
             chunk: points per ``density_fn`` call.
+
+        The bitfield is re-thresholded incrementally: while ``min(mean, threshold)`` stays the
+        same only the bytes of the evaluated cells are repacked (the same bits as
+        :meth:`refresh_bitfield`), so the per-update cost beyond ``density_fn`` is small.
         """
         if density_mode not in DENSITY_MODES:
             raise ValueError(f"density_mode must be 'sigma' or 'alpha', got {density_mode!r}")
@@ -212,10 +236,29 @@ class OccupancyGrid(nn.Module):
         for s in range(0, indices.shape[0], chunk):
             pts = self.cell_points(indices[s : s + chunk])
             values[s : s + chunk] = self._as_sigma(_call_density(density_fn, pts), pts.shape[0], density_mode)
+        synced = self._synced_versions is not None and self._synced_versions == self._versions()
+        cells = torch.unique(indices)  # sorted, for the running sums and the touched bytes
         flat = self.sigma.view(-1)
-        flat[indices] = torch.nan_to_num(flat[indices], nan=0.0)  # first evaluation: max(0, new)
-        self.sigma.copy_(ops.decayed_max_update(self.sigma, indices, values, self._decay))
-        self.refresh_bitfield()
+        before = flat[cells]
+        # Decay-max on the gathered cells only (not a copy of the whole grid); a first evaluation
+        # is max(0, new), unseen -1 stays.
+        old = torch.nan_to_num(flat[indices], nan=0.0)
+        slots = torch.arange(indices.shape[0], device=indices.device)
+        flat[indices] = ops.decayed_max_update(old, slots, values, self._decay)
+        if not synced or self._dilation > 0:
+            self.refresh_bitfield()
+            return True
+        after = flat[cells]
+        self._seen_sum += float(_seen_sum(after) - _seen_sum(before))
+        self._seen_count += int((after >= 0).sum()) - int((before >= 0).sum())
+        thre = self._current_threshold()
+        if thre != self._packed_at:
+            self._pack(thre)
+        else:  # same threshold: only the bytes of the updated cells can change
+            touched = torch.unique_consecutive(cells >> 3)
+            values8 = torch.nan_to_num(self.sigma.view(-1, 8)[touched], nan=float("inf"))
+            self.bitfield[touched] = ops.packbits(values8, thre)
+            self._synced_versions = self._versions()
         return True
 
     def _as_sigma(self, out: torch.Tensor, n: int, density_mode: str) -> torch.Tensor:
@@ -245,13 +288,36 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def refresh_bitfield(self) -> None:
-        """Re-thresholds ``sigma`` at ``min(mean, threshold)`` (+ optional dilation)."""
-        thre = ops.occupancy_threshold(self.sigma, self._threshold)  # >= 0: unseen (-1) stay empty
+        """Re-thresholds all of ``sigma`` at ``min(mean of the seen cells, threshold)`` (+ optional
+        dilation). :meth:`update` does the same incrementally (the same bits)."""
+        seen = self.sigma >= 0  # NaN (never evaluated) and -1 (unseen) are not in the mean
+        self._seen_sum, self._seen_count = float(_seen_sum(self.sigma)), int(seen.sum())
+        self._pack(self._current_threshold())
+
+    def _current_threshold(self) -> float:
+        """``min(mean of the seen cells, threshold)``; ``threshold`` when no cell is seen (>= 0,
+        so unseen cells at -1 stay empty)."""
+        if self._seen_count == 0:
+            return self._threshold
+        return min(self._seen_sum / self._seen_count, self._threshold)
+
+    def _pack(self, thre: float) -> None:
         values = torch.nan_to_num(self.sigma, nan=float("inf"))  # never evaluated: occupied
         if self._dilation > 0:
             bits = ops.dilate_occupancy(values > thre, self._resolution, self._dilation) & (values >= 0)
-            values, thre = bits.float(), 0.5
-        self.bitfield.copy_(ops.packbits(values, thre))
+            self.bitfield.copy_(ops.packbits(bits.float(), 0.5))
+        else:
+            self.bitfield.copy_(ops.packbits(values, thre))
+        self._packed_at = thre
+        self._synced_versions = self._versions()
+
+    def _versions(self):
+        """The in-place write counters of ``sigma`` and ``bitfield`` (None for inference-mode
+        tensors, which keep none: every update then re-thresholds in full)."""
+        try:
+            return self.sigma._version, self.bitfield._version
+        except RuntimeError:
+            return None
 
     @torch.no_grad()
     def mark_unseen(
@@ -298,6 +364,24 @@ class OccupancyGrid(nn.Module):
             f"update_every={self._update_every}, warmup_steps={self._warmup_steps}, "
             f"decay={self._decay}, dilation={self._dilation}, cells_per_update={self._cells_per_update}"
         )
+
+
+def _seen_sum(values: torch.Tensor) -> torch.Tensor:
+    """float64 sum of the seen values (>= 0) of a float tensor (NaN and -1 left out)."""
+    return torch.where(values >= 0, values, torch.zeros_like(values)).sum(dtype=torch.float64)
+
+
+_BIT_TABLES = {}
+
+
+def _bit_tables(device: torch.device):
+    """(256,) popcount and (256, 8) position of the k-th set bit of every byte value (int64)."""
+    if device not in _BIT_TABLES:
+        bits = (torch.arange(256)[:, None] >> torch.arange(8)) & 1  # (256, 8)
+        # The k-th set bit: stable sort puts set bits first, in ascending position.
+        nth = torch.argsort(-bits, dim=1, stable=True)
+        _BIT_TABLES[device] = (bits.sum(1).to(device), nth.to(device))
+    return _BIT_TABLES[device]
 
 
 def _call_density(density_fn, points: torch.Tensor) -> torch.Tensor:
