@@ -26,14 +26,6 @@ def data(tmp_path_factory):
     return TalkingHeadDataset(root, "train")
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def reference(data, tmp_path_factory):
     """An uninterrupted 2-thread run of tiny_config() (8 steps, checkpoints at 3, 6, 8)."""

@@ -56,14 +56,6 @@ def root(tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def torso_state(trainer: TorsoTrainer) -> dict:
     out = {f"torso.{k}": v for k, v in trainer.torso.state_dict().items()}
     for k, v in trainer.optimizer.state_dict()["state"].items():
