@@ -98,7 +98,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_cpu(
       std::copy(group_ends[g].begin(), group_ends[g].end(), te + group_first[g]);
     });
   });
-  const at::Tensor ray_indices = at::repeat_interleave(counts);
+  // output_size (spelled as an optional: a plain int64 would pick the (self, repeats) overload):
+  // the total is known on the host, so repeat_interleave need not sync for it.
+  const at::Tensor ray_indices = at::repeat_interleave(counts, std::optional<int64_t>(t_starts.size(0)));
   return {ray_indices, t_starts, t_ends, at::stack({starts, counts}, 1)};
 }
 

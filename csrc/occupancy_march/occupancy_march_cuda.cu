@@ -108,7 +108,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occupancy_march_cuda(
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
-  const at::Tensor ray_indices = at::repeat_interleave(counts);
+  // output_size (spelled as an optional: a plain int64 would pick the (self, repeats) overload):
+  // the total is known on the host, so repeat_interleave need not sync for it.
+  const at::Tensor ray_indices = at::repeat_interleave(counts, std::optional<int64_t>(t_starts.size(0)));
   return {ray_indices, t_starts, t_ends, at::stack({at::sub(ends, counts), counts}, 1)};
 }
 
