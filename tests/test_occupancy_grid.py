@@ -372,3 +372,23 @@ def test_update_in_inference_mode_equals_full_recompute():
         for step in range(6):
             g.update(lambda x: (x.norm(dim=-1) < 0.4).float() * 30.0 + 0.1 * torch.rand(x.shape[0]), step=step)
             assert torch.equal(g.bitfield, _full_recompute(g)), step
+
+
+def test_cells_drawn_twice_keep_the_max_of_their_evaluations(two_threads):
+    """Random and occupied draws overlap: a cell evaluated twice in one update keeps the larger
+    value whatever the order (an indexed write would keep whichever copy lands last, a race
+    between threads on large updates)."""
+    from pt3d_radnerf import ops
+
+    grid = torch.full((1, 8), 0.5)
+    grid[0, 3] = -1.0  # unseen: stays
+    idx = torch.tensor([1, 1, 5, 3, 5, 1])
+    vals = torch.tensor([0.2, 3.0, 1.0, 9.0, 2.0, 0.7])
+    for perm in (torch.arange(6), torch.tensor([5, 4, 3, 2, 1, 0]), torch.tensor([1, 0, 4, 2, 5, 3])):
+        out = ops.decayed_max_update(grid, idx[perm], vals[perm], 0.5)
+        assert out[0].tolist() == [0.5, 3.0, 0.5, -1.0, 0.5, 2.0, 0.5, 0.5]
+    big_idx = torch.randint(0, 64, (1 << 17,))
+    big_vals = torch.rand(1 << 17)
+    want = torch.zeros(64).scatter_reduce(0, big_idx, big_vals, "amax", include_self=False)
+    got = ops.decayed_max_update(torch.zeros(1, 64), big_idx, big_vals, 0.9)[0]
+    torch.testing.assert_close(got, torch.maximum(want, torch.zeros(64)), rtol=0, atol=0)

@@ -151,6 +151,7 @@ def decayed_max_update(
     grid: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, decay: float
 ) -> torch.Tensor:
     """``grid[i] = max(grid[i] * decay, value)`` for flat ``indices``; cells at -1 (unseen) stay.
+    A cell listed several times gets the max over its values (random and occupied draws overlap).
 
     Args:
         grid: (cascades, res^3) float; indices: (M,) int64 flat indices; values: (M,).
@@ -162,9 +163,10 @@ def decayed_max_update(
                          f"{tuple(values.shape)}")
     flat = grid.reshape(-1).clone()
     old = flat[indices]
-    new = torch.maximum(old * decay, values.to(flat.dtype))
-    flat[indices] = torch.where(old < 0, old, new)
-    return flat.view_as(grid)
+    new = torch.where(old < 0, old, torch.maximum(old * decay, values.to(flat.dtype)))
+    # A scatter-max, not an indexed write: with repeated indices an indexed write keeps whichever
+    # copy lands last, which on several threads is a race (max is order-independent).
+    return flat.scatter_reduce_(0, indices, new, reduce="amax", include_self=False).view_as(grid)
 
 
 def occupancy_threshold(grid: torch.Tensor, thresh: float) -> float:

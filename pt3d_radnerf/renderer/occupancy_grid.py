@@ -244,7 +244,10 @@ class OccupancyGrid(nn.Module):
         # is max(0, new), unseen -1 stays.
         old = torch.nan_to_num(flat[indices], nan=0.0)
         slots = torch.arange(indices.shape[0], device=indices.device)
-        flat[indices] = ops.decayed_max_update(old, slots, values, self._decay)
+        new = ops.decayed_max_update(old, slots, values, self._decay)
+        # Cells drawn twice keep the max of their evaluations: a scatter-max is order-independent,
+        # where an indexed write would race between threads over which copy lands last.
+        flat.scatter_reduce_(0, indices, new, reduce="amax", include_self=False)
         if not synced or self._dilation > 0:
             self.refresh_bitfield()
             return True
