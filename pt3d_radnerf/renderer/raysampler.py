@@ -56,12 +56,14 @@ CALL_OPTIONS = ("n_rays_per_image", "n_rays_total", "n_pts_per_ray", "min_depth"
 FIELD_AUX_KWARG = "aux_out"
 
 
+def ndc_extent(image_height: int, image_width: int):
+    """PyTorch3D's NDC half-extents (x, y) of an H x W image: the short side spans [-1, 1]."""
+    return max(image_width / image_height, 1.0), max(image_height / image_width, 1.0)
+
+
 def _ndc_range(image_width: int, image_height: int):
     """NDCMultinomialRaysampler's pixel-centre bounds (min_x, max_x, min_y, max_y)."""
-    if image_width >= image_height:
-        range_x, range_y = image_width / image_height, 1.0
-    else:
-        range_x, range_y = 1.0, image_height / image_width
+    range_x, range_y = ndc_extent(image_height, image_width)
     hx, hy = range_x / image_width, range_y / image_height
     return range_x - hx, -range_x + hx, range_y - hy, -range_y + hy
 

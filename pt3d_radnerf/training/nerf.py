@@ -28,7 +28,7 @@ from pytorch3d.renderer import (EmissionAbsorptionRaymarcher, ImplicitRenderer, 
                                 NDCMultinomialRaysampler, RayBundle)
 
 from ..models import HarmonicNeRFField
-from ..renderer import OccupancyGrid, OccupancyGridRaymarcher, OccupancyGridRaysampler, render_compacted
+from ..renderer import OccupancyGrid, OccupancyGridRaymarcher, OccupancyGridRaysampler, ndc_extent, render_compacted
 
 PIPELINES = ("stock", "swapped")
 
@@ -70,11 +70,6 @@ class NeRFFitConfig:
 def huber(x: torch.Tensor, y: torch.Tensor, scaling: float = 0.1) -> torch.Tensor:
     """The tutorial's pseudo-Huber loss (per element)."""
     return ((1.0 + (x - y) ** 2 / scaling**2).clamp(1e-4).sqrt() - 1.0) * scaling
-
-
-def ndc_extent(height: int, width: int):
-    """PyTorch3D's NDC half-extents (x, y) of an H x W image (the short side spans [-1, 1])."""
-    return max(width / height, 1.0), max(height / width, 1.0)
 
 
 def sample_images_at_xys(images: torch.Tensor, xys: torch.Tensor) -> torch.Tensor:

@@ -57,11 +57,6 @@ class _Progress:
         self.history = list(state["history"])
 
 
-def _field_density(field, points: torch.Tensor, audio_code: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
-    """sigma (N,) at points (N, 3) for one camera's audio_code (1, dim_aud) and eye (1,)."""
-    return field.density(points, audio_code=audio_code, eye=eye)
-
-
 class StageTrainer:
     """The resumable loop shared by both stages. Subclasses set ``stage``, ``optimizer``,
     ``checkpointer`` (built with :meth:`_checkpointer`) and implement :meth:`train_step`,
@@ -246,7 +241,7 @@ class TalkingHeadTrainer(StageTrainer):
                 audio = attention_windows(self.data.audio_features, self.data.aud_index[i]).to(self.device)
                 drawn["code"] = self.field.encode_audio(audio)
                 drawn["eye"] = self.data.eye[i].to(self.device)
-            return _field_density(self.field, points, drawn["code"], drawn["eye"])
+            return self.field.density(points, audio_code=drawn["code"], eye=drawn["eye"])
 
         return density
 
