@@ -20,6 +20,11 @@ checkpoint, or ``--head-ckpt``); its evaluation renders the full frame, head ove
 bc.jpg, and also scores the head over the ground-truth torso (``psnr_head``, RAD-NeRF's number).
 ``--resume`` continues whichever stage the workspace is in.
 
+Under torchrun (``torchrun --nproc_per_node N examples/fit_talking_head.py ...``) one model trains
+data-parallel on N processes (gloo on the CPU, NCCL on GPUs, one GPU per process): the
+``--cameras-per-step`` cameras of a step are split across the processes, which must divide them.
+Only rank 0 writes (checkpoints, metrics, plots, videos). See README "Scale-out".
+
 Every training hyper-parameter is a flag (``--rays-per-camera``, ``--checkpoint-every``, ...: see
 ``--help``). All inputs (workspace, dataset, audio, checkpoint, config) are checked before
 training starts; ``--resume`` refuses a config that differs from the checkpoint's.
@@ -48,6 +53,7 @@ from pt3d_radnerf.training import (HeadModel, HeadTorsoModel, ModelSpec, Talking
                                    check_audio_compatible, load_model)
 from pt3d_radnerf.training.checkpoint import STAGE_PREFIXES, checkpoint_candidates, first_readable, tag_name
 from pt3d_radnerf.training.config import add_config_arguments, config_from_args
+from pt3d_radnerf.training import distributed
 from pt3d_radnerf.training.evaluate import resolve_new_audio, write_outputs
 
 
@@ -74,13 +80,16 @@ def parse_args(argv=None):
                    help="skip training: evaluate and render a checkpoint (head model_*.pth or torso_*.pth)")
     p.add_argument("--shuffle-audio", action="store_true",
                    help="control experiment: shuffle training audio across frames (lip-sync should drop)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per process (default: the cores shared by the node's processes)")
     add_config_arguments(p)
     args = p.parse_args(argv)
     try:
         args.config = config_from_args(args)
     except (TypeError, ValueError) as err:
         p.error(str(err))
+    if args.threads is None:
+        args.threads = distributed.default_threads()
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
     if args.head_ckpt and not args.torso:
@@ -133,16 +142,21 @@ def torso_head(args, ckpt_dir: str, resuming: bool) -> HeadModel:
     return HeadModel.from_checkpoint(found[0], args.device)
 
 
-def prepare(args):
+def prepare(args, root=None):
     """Everything that can fail on bad input, before any training: returns (stage, root, train,
     val, model, new_audio); stage is "head", "torso" or None (--render-only), model the head
-    the torso stage trains behind, or the model to render (None: the head stage builds it)."""
+    the torso stage trains behind, or the model to render (None: the head stage builds it).
+
+    Only rank 0 writes (probes, the synthetic dataset, new_speech.wav); the other processes of a
+    torchrun job are given rank 0's dataset ``root`` and get no new_audio (None)."""
+    main = distributed.is_main()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda requested but no CUDA device is available")
-    check_writable(args.workspace, "--workspace")
     ckpt_dir = os.path.join(args.workspace, "checkpoints")
-    if os.path.isdir(ckpt_dir):
-        check_writable(ckpt_dir, "checkpoint folder")
+    if main:
+        check_writable(args.workspace, "--workspace")
+        if os.path.isdir(ckpt_dir):
+            check_writable(ckpt_dir, "checkpoint folder")
     found = workspace_stage(ckpt_dir)
     if args.render_only:
         stage = None
@@ -161,8 +175,9 @@ def prepare(args):
                              f"another --workspace")
     if args.data is not None and not os.path.isdir(args.data):
         raise FileNotFoundError(f"--data folder not found: {args.data}")
-    root = args.data or ensure_synthetic()
-    print(f"dataset: {root}")
+    root = root or args.data or ensure_synthetic()
+    if main:
+        print(f"dataset: {root}")
     train = None if stage is None else load_split(root, "train", args)
     if stage == "torso" and not train.has_torso:
         raise ValueError(f"--torso needs RAD-NeRF's RGBA torso images, but {os.path.join(root, 'torso_imgs')} "
@@ -178,18 +193,58 @@ def prepare(args):
         if model is not None and model.spec != spec:
             raise ValueError(f"the head to train the torso behind was made for model {model.spec}, not for "
                              f"this training data ({spec}): another dataset or audio features?")
-    new_audio = resolve_new_audio(spec, val, args.workspace, args.audio, args.audio_type)
+    new_audio = resolve_new_audio(spec, val, args.workspace, args.audio, args.audio_type) if main else None
     return stage, root, train, val, model, new_audio
+
+
+def prepare_all(args):
+    """:func:`prepare` on every process of the job (rank 0 first: it makes the dataset the others
+    read); None on every process if it failed on any (each failing process prints why)."""
+    prepared, root = None, None
+    if distributed.is_main():
+        try:
+            prepared = prepare(args)
+            root = prepared[1]
+        except (OSError, ValueError, TypeError) as err:
+            print(f"fit_talking_head.py: error: {err}", file=sys.stderr)
+    root = distributed.broadcast_object(root)
+    if root is not None and not distributed.is_main():
+        try:
+            prepared = prepare(args, root)
+        except (OSError, ValueError, TypeError) as err:
+            print(f"fit_talking_head.py: error (rank {distributed.rank()}): {err}", file=sys.stderr)
+    return prepared if distributed.all_true(prepared is not None) else None
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    joined_here = distributed.world_size() == 1  # not called inside a running job (tests)
     try:
-        stage, root, train, val, model, new_audio = prepare(args)
-    except (OSError, ValueError, TypeError) as err:
+        args.device = distributed.init_from_env(args.device)
+        if distributed.world_size() > 1:
+            if args.render_only:
+                raise ValueError("--render-only renders in one process; under torchrun use "
+                                 "examples/render_talking_head.py (frames split across processes)")
+            distributed.check_divisible(args.config.cameras_per_step)
+    except (OSError, ValueError, RuntimeError) as err:
         print(f"fit_talking_head.py: error: {err}", file=sys.stderr)
+        if joined_here:
+            distributed.shutdown()
         return 2
+    try:
+        return run(args)
+    finally:
+        if joined_here:
+            distributed.shutdown()
+
+
+def run(args) -> int:
+    """Prepares, trains (every process) and evaluates (rank 0); returns the exit status."""
+    torch.set_num_threads(args.threads)
+    prepared = prepare_all(args)
+    if prepared is None:
+        return 2
+    stage, root, train, val, model, new_audio = prepared
     config = model.config if stage is None else args.config
 
     if stage is None:
@@ -205,16 +260,20 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         try:
             trainer.fit(resume=args.resume)
-        except ValueError as err:  # e.g. --resume with another config or model
-            print(f"fit_talking_head.py: error: {err}", file=sys.stderr)
+        except ValueError as err:  # e.g. --resume with another config or model (the same on every rank)
+            if distributed.is_main():
+                print(f"fit_talking_head.py: error: {err}", file=sys.stderr)
             return 2
         train_seconds = time.perf_counter() - start
         history, steps = trainer.progress.history, trainer.progress.step
         model = trainer.model if stage == "torso" else trainer.head
+        if not distributed.is_main():
+            return 0  # rank 0 evaluates and writes
 
     extra = {"train_seconds_this_run": train_seconds, "config": dataclasses.asdict(config),
              "dataset": root, "shuffled_audio": args.shuffle_audio, "device": args.device,
-             "threads": torch.get_num_threads(), "eye_source": args.eye_source,
+             "threads": torch.get_num_threads(),
+             "world_size": distributed.world_size(), "eye_source": args.eye_source,
              "stage": stage or ("torso" if isinstance(model, HeadTorsoModel) else "head")}
     metrics = write_outputs(model, val, args.workspace, new_audio, history, steps, extra=extra)
     print(f"validation ({metrics['frames']} held-out frames, held-out audio): PSNR {metrics['psnr']:.2f} dB, "

@@ -120,20 +120,26 @@ class AtomicCheckpointer(Checkpointer):
         check: optional ``check(path, data)`` run on every file read, before anything is loaded
             from it (raise to refuse the checkpoint; such refusals are not skipped by resume).
         prefix: file names ``<prefix>_<step>.pth``, tagged by :func:`tag_name` (one per stage).
+        read_only: loads only: never writes, prunes or removes anything in ``save_dir`` (the
+            processes other than rank 0 of a distributed run).
     """
 
     def __init__(self, model, save_dir: str, keep: int = 2,
                  check: Optional[Callable[[str, Dict[str, Any]], None]] = None, prefix: str = "model",
-                 **checkpointables: Any) -> None:
+                 read_only: bool = False, **checkpointables: Any) -> None:
         super().__init__(model, save_dir, **checkpointables)
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.keep = int(keep)
         self.check = check
         self.prefix = prefix
-        remove_stale_temporaries(save_dir)
+        self.read_only = bool(read_only)
+        if not self.read_only:
+            remove_stale_temporaries(save_dir)
 
     def save(self, name: str, **kwargs: Any) -> None:
+        if self.read_only:
+            raise RuntimeError(f"this checkpointer of {self.save_dir} is read-only (only rank 0 writes)")
         data: Dict[str, Any] = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()

@@ -190,20 +190,28 @@ def resolve_new_audio(spec: ModelSpec, val_set: TalkingHeadDataset, workspace: s
                     "the held-out split's own audio features")
 
 
+def audio_frame(model: Union[HeadModel, HeadTorsoModel], data: TalkingHeadDataset, features: torch.Tensor,
+                index: int) -> torch.Tensor:
+    """(H, W, 3) frame ``index`` of speech ``features`` (N, W, C): its audio window, the pose of
+    ``data`` replayed forwards and backwards (0, 1, ..., n-1, n-2, ..., 1, 0, ...), the mean eye
+    area, latent code 0. A function of ``index`` alone, so frames can be rendered in any order
+    or by different processes."""
+    n_pose = len(data)
+    k = index % max(2 * n_pose - 2, 1)
+    pose = k if k < n_pose else 2 * n_pose - 2 - k
+    window = attention_windows(features, torch.tensor([index]))[0]
+    with torch.no_grad():
+        return model.render(data, 0, audio=window, eye=float(data.eye.mean()), pose_index=pose).cpu()
+
+
 def render_with_audio(model: Union[HeadModel, HeadTorsoModel], data: TalkingHeadDataset,
                       features: torch.Tensor, progress: bool = True) -> Iterator[torch.Tensor]:
-    """Yields one (H, W, 3) frame per audio window of ``features`` (N, W, C), rendered when
-    asked for: the poses of ``data`` replayed forwards and backwards, the mean eye area, latent
-    code 0."""
+    """Yields the :func:`audio_frame` of every audio window of ``features`` (N, W, C), in order,
+    rendered when asked for."""
     from tqdm import tqdm
 
-    n_pose = len(data)
-    cycle = list(range(n_pose)) + list(range(n_pose - 2, 0, -1)) or [0]
-    eye = float(data.eye.mean())
     for i in tqdm(range(features.shape[0]), desc="render new audio", disable=not progress, unit="frame"):
-        window = attention_windows(features, torch.tensor([i]))[0]
-        with torch.no_grad():
-            yield model.render(data, 0, audio=window, eye=eye, pose_index=cycle[i % len(cycle)]).cpu()
+        yield audio_frame(model, data, features, i)
 
 
 def synthetic_new_speech(path: str, seconds: float = 6.0, seed: int = 1234) -> str:

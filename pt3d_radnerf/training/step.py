@@ -22,6 +22,7 @@ from ..audio import attention_windows
 from ..data import TalkingHeadDataset
 from ..renderer import ndc_grid_pixels
 from .config import FitConfig
+from .distributed import mean_over_ranks, share
 from .losses import ambient_loss, opacity_entropy, ramp
 
 
@@ -64,11 +65,12 @@ def batch_loss(field, renderer: ImplicitRenderer, data: TalkingHeadDataset, indi
     ``samples_per_ray``.
     """
     aux_out: Dict = {}
+    cameras, mask, indices = _global_rays_local_items(data, indices, config, device)
     (images, aux), bundle = renderer(
-        cameras=data.cameras(indices, device), volumetric_function=field,
+        cameras=cameras, volumetric_function=field,
         audio=attention_windows(data.audio_features, data.aud_index[indices]).to(device),
         frame_index=indices.to(device), eye=data.eye[indices].to(device),
-        mask=face_ray_weights(data, indices, config.face_ray_weight).to(device),
+        mask=mask,
         n_rays_per_image=config.rays_per_camera, stratified_sampling=True, return_aux=True, aux_out=aux_out,
     )
     rows, cols = ndc_grid_pixels(bundle.xys[..., 0, :], data.width, data.height)  # (B, n) each
@@ -92,6 +94,20 @@ def batch_loss(field, renderer: ImplicitRenderer, data: TalkingHeadDataset, indi
               & (rows < rects[:, 3:4]))
     loss = loss + config.ambient_weight * ramp(step, config.ambient_ramp_iters) * ambient_loss(
         amb_ray, inside.reshape(-1))
-    stats = {"loss": float(loss.detach()), "psnr": -10.0 * math.log10(max(float(mse.detach()), 1e-10)),
-             "samples_per_ray": bundle.n_samples / max(bundle.n_rays, 1)}
-    return loss, stats
+    return loss, _stats(loss, mse, bundle)
+
+
+def _global_rays_local_items(data: TalkingHeadDataset, indices: torch.Tensor, config: FitConfig,
+                             device: torch.device):
+    """(cameras, ray-sampling weights) of ALL items ``indices`` (B,), for the raysampler (every
+    process marches the whole batch, see :mod:`.distributed`), and this process's share of
+    ``indices`` (all of them in a single process), for everything after the raysampler."""
+    return (data.cameras(indices, device), face_ray_weights(data, indices, config.face_ray_weight).to(device),
+            indices[share(len(indices))])
+
+
+def _stats(loss: torch.Tensor, mse: torch.Tensor, bundle) -> Dict[str, float]:
+    """The step's loss, PSNR of the batch MSE and samples per ray, over the global batch
+    (averaged over processes: each holds an equal share of the rays)."""
+    loss_v, mse_v, spr = mean_over_ranks(loss.detach(), mse.detach(), bundle.n_samples / max(bundle.n_rays, 1))
+    return {"loss": loss_v, "psnr": -10.0 * math.log10(max(mse_v, 1e-10)), "samples_per_ray": spr}

@@ -14,6 +14,11 @@ is left as it was) whose state is checkpointed, so ``fit(resume=True)`` continue
 a fixed thread count. A resume with a different training config is refused. Each step asks the
 dataset to decode the next step's frames (:func:`~.step.draw_frames`) on its prefetch threads.
 
+Under torchrun both stages train data-parallel (:mod:`.distributed`): every process draws and
+marches the whole step, renders its share of the cameras, DDP averages the gradients; only rank
+0 writes checkpoints (which record the world size: a resume with another one is refused),
+validates and shows progress, and each process decodes only its own cameras' images.
+
 The torso stage (RAD-NeRF's ``--torso``) trains a :class:`~pt3d_radnerf.models.TorsoField` on
 uniformly drawn pixels: ``rgb * alpha + bc * (1 - alpha)`` against the ground-truth torso over
 bc.jpg, plus ``entropy_weight`` x the entropy of alpha; the head is not rendered. Its checkpoints
@@ -36,6 +41,7 @@ from ..data import TalkingHeadDataset
 from ..models import TorsoField
 from .checkpoint import STAGE_PREFIXES, AtomicCheckpointer, RNGState
 from .config import OPERATIONAL_FIELDS, FitConfig, ModelSpec, check_audio_compatible, config_changes
+from .distributed import ShardedRaysampler, check_divisible, is_main, mean_over_ranks, share, world_size, wrap_ddp
 from .inference import HeadModel, HeadTorsoModel
 from .losses import opacity_entropy
 from .metrics import psnr
@@ -71,14 +77,17 @@ class StageTrainer:
         self.workspace = workspace
         self.progress = _Progress()
         self._config_notes: Dict[str, Any] = {}
-        remove_stale_temporaries(workspace)
+        self.world_size = world_size()
+        check_divisible(config.cameras_per_step)
+        if is_main():  # other processes never touch the workspace
+            remove_stale_temporaries(workspace)
 
     def _checkpointer(self, model, **checkpointables) -> AtomicCheckpointer:
         for group in self.optimizer.param_groups:
             group["initial_lr"] = group["lr"]
         return AtomicCheckpointer(model, os.path.join(self.workspace, "checkpoints"), check=self._check_checkpoint,
-                                  prefix=STAGE_PREFIXES[self.stage], optimizer=self.optimizer, rng=RNGState(),
-                                  progress=self.progress, **checkpointables)
+                                  prefix=STAGE_PREFIXES[self.stage], read_only=not is_main(),
+                                  optimizer=self.optimizer, rng=RNGState(), progress=self.progress, **checkpointables)
 
     # ---- hooks ------------------------------------------------------------------------------------
     def start_fresh(self) -> None:
@@ -111,14 +120,19 @@ class StageTrainer:
             group["lr"] = group["initial_lr"] * factor
 
     def _frames(self, step: int) -> torch.Tensor:
-        """This step's frames (B,); starts decoding the next step's (overlaps this step)."""
-        self.data.prefetch(draw_frames(self.config, step + 1, len(self.data)))
+        """This step's frames (B,) (of every process); starts decoding the next step's frames of
+        this process's cameras (overlaps this step)."""
+        upcoming = draw_frames(self.config, step + 1, len(self.data))
+        self.data.prefetch(upcoming[share(len(upcoming))])
         return draw_frames(self.config, step, len(self.data))
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def save(self) -> None:
-        self.checkpointer.save(f"{STAGE_PREFIXES[self.stage]}_{self.progress.step:07d}", stage=self.stage,
-                               config=self.config.to_dict(), **self._checkpoint_extra())
+        """Writes the checkpoint of the current step (rank 0 only; the state is the same on every rank)."""
+        if is_main():
+            self.checkpointer.save(f"{STAGE_PREFIXES[self.stage]}_{self.progress.step:07d}", stage=self.stage,
+                                   config=self.config.to_dict(), world_size=self.world_size,
+                                   **self._checkpoint_extra())
 
     def _check_checkpoint(self, path: str, data: Dict) -> None:
         """Refuses a checkpoint of another stage, model or training config (run on every read,
@@ -130,6 +144,12 @@ class StageTrainer:
         if "config" not in data:
             raise ValueError(f"checkpoint {path} has no config (made by another version?)")
         self._check_model(path, data)
+        saved = int(data.get("world_size", 1))  # checkpoints of earlier versions: one process
+        if saved != self.world_size:
+            raise ValueError(
+                f"--resume: checkpoint {path} was trained by {saved} process(es), this run has "
+                f"{self.world_size}: resume with the same number of processes (torchrun --nnodes x "
+                f"--nproc_per_node = {saved}), or use another --workspace")
         changes = config_changes(data["config"], self.config)
         refused = {k: v for k, v in changes.items() if k not in OPERATIONAL_FIELDS}
         if refused:
@@ -146,7 +166,8 @@ class StageTrainer:
         path = self.checkpointer.resume()
         if path is not None and self._config_notes:
             self.progress.history.append({"step": self.progress.step, "config_change": self._config_notes})
-            print(f"resuming {path} with changed {sorted(self._config_notes)}: {self._config_notes}")
+            if is_main():
+                print(f"resuming {path} with changed {sorted(self._config_notes)}: {self._config_notes}")
         return path
 
     # ---- the loop -------------------------------------------------------------------------------------
@@ -161,7 +182,9 @@ class StageTrainer:
 
         A fresh run seeds the training draws with ``config.seed``; either way training runs in
         a forked RNG, so the caller's global RNG state is not changed. Each checkpoint is saved
-        before the validation of the same step (a failing validation loses nothing).
+        before the validation of the same step (a failing validation loses nothing). Under
+        torchrun, progress and validation are rank 0's (validation consumes no random numbers,
+        so the ranks' RNG streams stay equal).
         """
         cfg = self.config
         with torch.random.fork_rng(devices=self._rng_devices()):
@@ -170,7 +193,7 @@ class StageTrainer:
                 self.start_fresh()
             end = cfg.iters if stop_at is None else min(stop_at, cfg.iters)
             interval = cfg.checkpoint_interval
-            bar = tqdm(total=cfg.iters, initial=self.progress.step, disable=not progress, unit="step",
+            bar = tqdm(total=cfg.iters, initial=self.progress.step, disable=not (progress and is_main()), unit="step",
                        desc=f"fit {self.stage}", dynamic_ncols=True, mininterval=0.5)
             t0, smooth = time.perf_counter(), None
             while self.progress.step < end:
@@ -183,7 +206,7 @@ class StageTrainer:
                     self.progress.history.append(stats)
                 if done % interval == 0 or done == cfg.iters:
                     self.save()
-                if self.val_set is not None and cfg.validate_every and (
+                if is_main() and self.val_set is not None and cfg.validate_every and (
                         done % cfg.validate_every == 0 or done == cfg.iters):
                     val = self.validate(cfg.validate_frames)
                     self.progress.history.append({"step": step, "val_psnr": val})
@@ -215,8 +238,10 @@ class TalkingHeadTrainer(StageTrainer):
         check_audio_compatible(self.spec, train_set.audio_features, "training data")
         self.head = HeadModel(self.spec, config, self.device)
         self.field, self.grid = self.head.field, self.head.grid
-        self.renderer = ImplicitRenderer(raysampler=self.head.raysampler(train_set.height, train_set.width),
+        raysampler = self.head.raysampler(train_set.height, train_set.width)
+        self.renderer = ImplicitRenderer(raysampler=raysampler if self.world_size == 1 else ShardedRaysampler(raysampler),
                                          raymarcher=self.head.raymarcher)
+        self.parallel_field = wrap_ddp(self.field)  # the field itself in a single process
         self.optimizer = torch.optim.Adam(self.field.param_groups(config.lr, config.lr_net),
                                           betas=(0.9, 0.99), eps=1e-15)
         self.checkpointer = self._checkpointer(self.field, grid=self.grid)
@@ -252,7 +277,8 @@ class TalkingHeadTrainer(StageTrainer):
         with torch.no_grad():
             self.grid.update(self._density_fn(), step)
         indices = self._frames(step)
-        loss, stats = batch_loss(self.field, self.renderer, self.data, indices, step, self.config, self.device)
+        loss, stats = batch_loss(self.parallel_field, self.renderer, self.data, indices, step, self.config,
+                                 self.device)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -307,25 +333,29 @@ class TorsoTrainer(StageTrainer):
             torch.manual_seed(config.seed)
             self.torso = TorsoField(num_frames=len(train_set))
         self.model = HeadTorsoModel(head, self.torso)
+        self.parallel_torso = wrap_ddp(self.torso)  # the torso itself in a single process
         self.optimizer = torch.optim.Adam(self.torso.param_groups(config.lr, config.lr_net),
                                           betas=(0.9, 0.99), eps=1e-15)
         self.checkpointer = self._checkpointer(self.torso, head=_FrozenHead(head))
 
     def batch_loss(self, indices: torch.Tensor):
-        """(loss, stats) of ``rays_per_camera`` uniform pixels of each training item ``indices`` (B,)."""
+        """(loss, stats) of ``rays_per_camera`` uniform pixels of each training item ``indices`` (B,)
+        (under torchrun: every process draws all pixels, then keeps its share of the items)."""
         cfg, data = self.config, self.data
         shape = (len(indices), cfg.rays_per_camera)
         rows = torch.randint(0, data.height, shape, device=self.device)
         cols = torch.randint(0, data.width, shape, device=self.device)
+        mine = share(len(indices))
+        indices, rows, cols = indices[mine], rows[mine], cols[mine]
         coords = self.model.coords(data.height, data.width)[rows * data.width + cols]  # (B, n, 2)
-        alpha, rgb = self.torso(coords, data.torso_poses[indices].to(self.device), indices.to(self.device))
+        alpha, rgb = self.parallel_torso(coords, data.torso_poses[indices].to(self.device), indices.to(self.device))
         cam = torch.arange(len(indices), device=self.device)[:, None]
         target = torch.stack([data.torso_background(int(i)) for i in indices]).to(self.device)[cam, rows, cols]
         pred = rgb * alpha + data.background.to(self.device)[rows, cols] * (1.0 - alpha)
         mse = torch.mean((pred - target) ** 2)
         loss = mse + cfg.entropy_weight * opacity_entropy(alpha)
-        stats = {"loss": float(loss.detach()), "psnr": -10.0 * math.log10(max(float(mse.detach()), 1e-10))}
-        return loss, stats
+        loss_v, mse_v = mean_over_ranks(loss.detach(), mse.detach())
+        return loss, {"loss": loss_v, "psnr": -10.0 * math.log10(max(mse_v, 1e-10))}
 
     def train_step(self, step: int) -> Dict[str, float]:
         self._set_learning_rates(step)
