@@ -227,7 +227,8 @@ def main(argv=None) -> int:
                                  "examples/render_talking_head.py (frames split across processes)")
             distributed.check_divisible(args.config.cameras_per_step)
     except (OSError, ValueError, RuntimeError) as err:
-        print(f"fit_talking_head.py: error: {err}", file=sys.stderr)
+        if distributed.is_main():  # the same error on every process
+            print(f"fit_talking_head.py: error: {err}", file=sys.stderr)
         if joined_here:
             distributed.shutdown()
         return 2

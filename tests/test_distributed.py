@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 from pt3d_radnerf.data import TalkingHeadDataset
 from pt3d_radnerf.data.synthetic import SyntheticConfig, ensure_synthetic
 from pt3d_radnerf.renderer import OccupancyGridRaysampler
-from pt3d_radnerf.training import TalkingHeadTrainer, read_checkpoint
+from pt3d_radnerf.training import HeadModel, ModelSpec, TalkingHeadTrainer, TorsoTrainer, read_checkpoint
 from pt3d_radnerf.training.distributed import share, slice_cameras
 
 from .fit_helpers import ROOT, tiny_config
@@ -84,7 +84,14 @@ def _writes_under(folder: str, log: list):
     sys.addaudithook(hook)
 
 
-def _worker(rank: int, port: int, root: str, tmp: str, ckpt: str, clips: list) -> None:
+def _torso_trainer(torso_root: str, workspace: str) -> TorsoTrainer:
+    """A torso stage behind a (seeded, untrained) head on the torso folder."""
+    data = TalkingHeadDataset(torso_root)
+    head = HeadModel(ModelSpec.for_dataset(data.audio_features, len(data)), _config())
+    return TorsoTrainer(data, head, _config(), workspace)
+
+
+def _worker(rank: int, port: int, root: str, tmp: str, ckpt: str, clips: list, torso_root: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD))
     torch.set_num_threads(1)
@@ -101,6 +108,11 @@ def _worker(rank: int, port: int, root: str, tmp: str, ckpt: str, clips: list) -
     trainer.fit(progress=False)
     result = {"losses": losses, "grid": {k: v.clone() for k, v in trainer.grid.state_dict().items()},
               "field": {k: v.detach().clone() for k, v in trainer.field.state_dict().items()}}
+    torso = _torso_trainer(torso_root, os.path.join(tmp, "ws", "torso"))
+    result["torso_losses"] = []
+    _recording(torso, result["torso_losses"])
+    torso.fit(progress=False)
+    result["torso"] = {k: v.detach().clone() for k, v in torso.torso.state_dict().items()}
     render_cli = _load_render_cli()
     out = os.path.join(tmp, "ws", "render")
     argv = ["--ckpt", ckpt, "--data", root, "--audio", *clips, "--out", out, "--threads", "1", "--no-progress",
@@ -137,6 +149,15 @@ def single(root, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def torso_root(tmp_path_factory):
+    from .test_torso_stage import write_smooth_torso_folder
+
+    path = str(tmp_path_factory.mktemp("torso_folder"))
+    write_smooth_torso_folder(path)
+    return path
+
+
+@pytest.fixture(scope="module")
 def clips(root, tmp_path_factory):
     """Two short clips of new audio: a wav (log-mel features, muxed in) and a feature .npy."""
     from pt3d_radnerf.training.evaluate import load_audio_features, synthetic_new_speech
@@ -150,17 +171,17 @@ def clips(root, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def spawned(root, single, clips, tmp_path_factory):
+def spawned(root, single, clips, torso_root, tmp_path_factory):
     """Runs :func:`_worker` on 2 processes; returns (tmp folder, rank 0's and rank 1's results)."""
     tmp = str(tmp_path_factory.mktemp("dist"))
     ckpt = os.path.join(single[2], "checkpoints", f"model_{STEPS:07d}.pth")
-    mp.spawn(_worker, args=(_free_port(), root, tmp, ckpt, clips), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(_free_port(), root, tmp, ckpt, clips, torso_root), nprocs=WORLD, join=True)
     return tmp, [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=False) for r in range(WORLD)]
 
 
 def test_share_splits_cameras_contiguously_and_refuses_uneven_batches():
     assert [share(6, 3, r) for r in range(3)] == [slice(0, 2), slice(2, 4), slice(4, 6)]
-    with pytest.raises(ValueError, match=r"cameras_per_step \(5\).*\(2\)"):
+    with pytest.raises(ValueError, match=r"cameras_per_step \(--cameras-per-step\) 5 .* \(2\)"):
         share(5, 2, 0)
 
 
@@ -201,6 +222,19 @@ def test_data_parallel_fit_equals_single_process(single, spawned):
             assert torch.equal(results[0]["grid"][key], value), key
 
 
+def test_data_parallel_torso_stage_equals_single_process(torso_root, spawned, tmp_path):
+    _, results = spawned
+    trainer = _torso_trainer(torso_root, str(tmp_path))
+    losses: list = []
+    _recording(trainer, losses)
+    trainer.fit(progress=False)
+    for r in results:
+        np.testing.assert_allclose(r["torso_losses"], losses, rtol=1e-4, atol=1e-6)
+    for key, value in trainer.torso.state_dict().items():
+        assert torch.equal(results[0]["torso"][key], results[1]["torso"][key]), key
+        torch.testing.assert_close(results[0]["torso"][key], value, rtol=1e-3, atol=2e-4, msg=key)
+
+
 def test_only_rank_0_writes(single, spawned):
     tmp, results = spawned
     assert results[1]["writes"] == []
@@ -209,7 +243,7 @@ def test_only_rank_0_writes(single, spawned):
     # rank 0 wrote the same checkpoint files as a single process
     ours = sorted(os.listdir(os.path.join(tmp, "ws", "fit", "checkpoints")))
     assert ours == sorted(os.listdir(os.path.join(single[2], "checkpoints")))
-    assert sorted(os.listdir(os.path.join(tmp, "ws"))) == ["fit", "render"]
+    assert sorted(os.listdir(os.path.join(tmp, "ws"))) == ["fit", "render", "torso"]
 
 
 def test_resume_with_another_world_size_is_refused(root, spawned):

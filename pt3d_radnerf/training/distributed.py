@@ -116,7 +116,7 @@ def share(count: int, size: Optional[int] = None, index: Optional[int] = None) -
     size = world_size() if size is None else size
     index = rank() if index is None else index
     if count % size:
-        raise ValueError(f"cameras_per_step ({count}) must be divisible by the number of processes "
+        raise ValueError(f"cameras_per_step (--cameras-per-step) {count} must be divisible by the number of processes "
                          f"({size}): every process renders the same number of cameras")
     per = count // size
     return slice(index * per, (index + 1) * per)
