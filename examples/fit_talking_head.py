@@ -50,10 +50,9 @@ from pt3d_radnerf.audio import FEATURE_TYPES
 from pt3d_radnerf.data import TalkingHeadDataset
 from pt3d_radnerf.data.synthetic import ensure_synthetic
 from pt3d_radnerf.training import (HeadModel, HeadTorsoModel, ModelSpec, TalkingHeadTrainer, TorsoTrainer,
-                                   check_audio_compatible, load_model)
+                                   check_audio_compatible, distributed, load_model)
 from pt3d_radnerf.training.checkpoint import STAGE_PREFIXES, checkpoint_candidates, first_readable, tag_name
 from pt3d_radnerf.training.config import add_config_arguments, config_from_args
-from pt3d_radnerf.training import distributed
 from pt3d_radnerf.training.evaluate import resolve_new_audio, write_outputs
 
 

@@ -8,6 +8,7 @@ through files outside the workspaces; the single-process references run in this 
 """
 
 import importlib.util
+import json
 import os
 import socket
 import sys
@@ -23,7 +24,7 @@ from pt3d_radnerf.renderer import OccupancyGridRaysampler
 from pt3d_radnerf.training import HeadModel, ModelSpec, TalkingHeadTrainer, TorsoTrainer, read_checkpoint
 from pt3d_radnerf.training.distributed import share, slice_cameras
 
-from .fit_helpers import ROOT, tiny_config
+from .fit_helpers import ROOT, cli_flags, load_cli, tiny_config
 
 WORLD = 2
 STEPS = 5
@@ -122,6 +123,10 @@ def _worker(rank: int, port: int, root: str, tmp: str, ckpt: str, clips: list, t
     stamps = [os.stat(os.path.join(out, v)).st_mtime_ns for v in videos]
     result["render_again"] = render_cli.main(argv)  # both clips complete: skipped
     result["rewritten"] = [v for v, t in zip(videos, stamps) if os.stat(os.path.join(out, v)).st_mtime_ns != t]
+    # the fit CLI end to end (rank 0 evaluates and writes the videos and metrics)
+    result["cli"] = load_cli().main(["--data", root, "--workspace", os.path.join(tmp, "ws", "cli"), "--threads", "1",
+                                     "--audio", clips[1], "--audio-type", "logmel",
+                                     *cli_flags(tiny_config(iters=2, cameras_per_step=2))])
     result["writes"] = writes
     distributed.barrier()
     torch.save(result, os.path.join(tmp, f"rank{rank}.pt"))
@@ -243,7 +248,10 @@ def test_only_rank_0_writes(single, spawned):
     # rank 0 wrote the same checkpoint files as a single process
     ours = sorted(os.listdir(os.path.join(tmp, "ws", "fit", "checkpoints")))
     assert ours == sorted(os.listdir(os.path.join(single[2], "checkpoints")))
-    assert sorted(os.listdir(os.path.join(tmp, "ws"))) == ["fit", "render", "torso"]
+    assert sorted(os.listdir(os.path.join(tmp, "ws"))) == ["cli", "fit", "render", "torso"]
+    assert results[0]["cli"] == results[1]["cli"] == 0
+    with open(os.path.join(tmp, "ws", "cli", "metrics.json")) as f:
+        assert json.load(f)["world_size"] == WORLD
 
 
 def test_resume_with_another_world_size_is_refused(root, spawned):

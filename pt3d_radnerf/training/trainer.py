@@ -193,8 +193,8 @@ class StageTrainer:
                 self.start_fresh()
             end = cfg.iters if stop_at is None else min(stop_at, cfg.iters)
             interval = cfg.checkpoint_interval
-            bar = tqdm(total=cfg.iters, initial=self.progress.step, disable=not (progress and is_main()), unit="step",
-                       desc=f"fit {self.stage}", dynamic_ncols=True, mininterval=0.5)
+            bar = tqdm(total=cfg.iters, initial=self.progress.step, disable=not (progress and is_main()),
+                       unit="step", desc=f"fit {self.stage}", dynamic_ncols=True, mininterval=0.5)
             t0, smooth = time.perf_counter(), None
             while self.progress.step < end:
                 step = self.progress.step
@@ -239,8 +239,9 @@ class TalkingHeadTrainer(StageTrainer):
         self.head = HeadModel(self.spec, config, self.device)
         self.field, self.grid = self.head.field, self.head.grid
         raysampler = self.head.raysampler(train_set.height, train_set.width)
-        self.renderer = ImplicitRenderer(raysampler=raysampler if self.world_size == 1 else ShardedRaysampler(raysampler),
-                                         raymarcher=self.head.raymarcher)
+        if self.world_size > 1:  # marches the whole step, keeps this process's cameras
+            raysampler = ShardedRaysampler(raysampler)
+        self.renderer = ImplicitRenderer(raysampler=raysampler, raymarcher=self.head.raymarcher)
         self.parallel_field = wrap_ddp(self.field)  # the field itself in a single process
         self.optimizer = torch.optim.Adam(self.field.param_groups(config.lr, config.lr_net),
                                           betas=(0.9, 0.99), eps=1e-15)
