@@ -184,8 +184,9 @@ def main() -> None:
         ["render, frames/s", f"{render[1]['frames_per_s']:.2f}", f"{render[2]['frames_per_s']:.2f}",
          f"{render[2]['frames_per_s'] / (2 * render[1]['frames_per_s']):.0%}"],
     ]
-    body = markdown_table(["", f"1 process ({one['threads']} threads)", f"2 processes ({two['threads']} threads each)",
-                           "scaling efficiency"], rows)
+    header = ["", f"1 process, {one['threads']} thread(s)", f"2 processes, {two['threads']} thread(s) each",
+              "scaling efficiency (speed-up / 2)"]
+    body = markdown_table(header, rows)
     body += (
         f"\n\nHead fit: {args.cameras} cameras x {config['rays_per_camera']} rays per step (global), "
         f"{size} x {size} synthetic head{', --quick' if args.quick else ''}. All-reduced per step: "
