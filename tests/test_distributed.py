@@ -1,7 +1,8 @@
 """Scale-out on torch.distributed (CPU, gloo, 2 processes spawned here): the data-parallel fit
-equals the single-process fit of the same global batch, rank 1 never writes into the
-workspace, a resume with another world size is refused, and the distributed render of 2 clips
-equals the single-process render frame for frame (a re-run skips finished clips).
+(head and torso) equals the single-process fit of the same global batch, also across a resume;
+rank 1 never writes into the workspace (trainers, render and fit CLIs); a resume with another
+world size is refused; the distributed render of 2 clips equals the single-process render frame
+for frame, and a re-run skips finished clips.
 
 Everything distributed runs in ONE spawn of 2 processes (:func:`_worker`), which reports
 through files outside the workspaces; the single-process references run in this process.
@@ -103,10 +104,13 @@ def _worker(rank: int, port: int, root: str, tmp: str, ckpt: str, clips: list, t
     if rank != 0:  # rank 1 must not write into either workspace (nor start an encoder)
         _writes_under(os.path.join(tmp, "ws"), writes)
     data = TalkingHeadDataset(root, "train")
-    trainer = TalkingHeadTrainer(data, _config(), os.path.join(tmp, "ws", "fit"))
     losses: list = []
+    first = TalkingHeadTrainer(data, _config(), os.path.join(tmp, "ws", "fit"))
+    _recording(first, losses)
+    first.fit(progress=False, stop_at=3)  # checkpoint 3 ...
+    trainer = TalkingHeadTrainer(data, _config(), os.path.join(tmp, "ws", "fit"))
     _recording(trainer, losses)
-    trainer.fit(progress=False)
+    trainer.fit(progress=False, resume=True)  # ... resumed by both ranks from rank 0's checkpoint
     result = {"losses": losses, "grid": {k: v.clone() for k, v in trainer.grid.state_dict().items()},
               "field": {k: v.detach().clone() for k, v in trainer.field.state_dict().items()}}
     torso = _torso_trainer(torso_root, os.path.join(tmp, "ws", "torso"))
@@ -207,6 +211,7 @@ def test_slice_cameras_equals_marching_the_cameras_alone(root):
 
 
 def test_data_parallel_fit_equals_single_process(single, spawned):
+    """Steps 1-3, then a resume (same world size) for steps 4-5, against one uninterrupted process."""
     losses, trainer, _ = single
     _, results = spawned
     for r in results:
