@@ -37,8 +37,8 @@ def parse_args(argv=None):
     p.add_argument("--audio-type", choices=sorted(FEATURE_TYPES),
                    help="feature type of the .npy clips (default: inferred from each file)")
     p.add_argument("--out", required=True, help="output folder (one <clip name>.mp4 per clip)")
-    p.add_argument("--data", help="RAD-NeRF dataset folder whose poses and background the frames use "
-                                  "(default: the built-in synthetic head)")
+    p.add_argument("--data", help="the RAD-NeRF dataset folder the checkpoint was trained on: its poses and "
+                                  "background drive the frames (default: the built-in synthetic head)")
     p.add_argument("--split", default="val", choices=("train", "val"), help="the dataset split of the poses")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None,

@@ -10,10 +10,16 @@ runs. Rays are camera-major, so a camera range is a contiguous range of rays and
 samples. Every mean of the loss (MSE, opacity entropy, the ambient term) is over rays or pixels,
 and every rank holds the same number of them, so each rank's loss on its share is N x its share
 of the global loss; DDP averages the gradients over the N ranks: the result is the gradient of
-the global-batch loss, to float rounding. The occupancy-grid update draws its points and frame
+the global-batch loss, to float rounding. (``losses.ambient_loss`` averages over ALL rays, zero
+inside the lower face; a mean over the outside rays only would need their global count, an
+all-reduce, instead: ``tests/test_distributed.py`` fails if a loss term breaks this.) The
+occupancy-grid update draws its points and frame
 from the shared RNG and evaluates parameters that DDP keeps identical on every rank (the
 all-reduced gradient is the same on every rank, Adam is deterministic), so every rank computes
 the identical update without any communication.
+
+Rendering (:func:`gather_frames`): the frames of a clip are split strided across the ranks and
+gathered to rank 0 in order, one frame per rank per round.
 """
 
 import os
@@ -64,6 +70,8 @@ def init_from_env(device: str) -> str:
         raise RuntimeError("this torch build has no torch.distributed: cannot run under torchrun")
     cuda = torch.device(device).type == "cuda"
     if cuda:
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda requested but no CUDA device is available (--device cpu: gloo)")
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if local >= torch.cuda.device_count():
             raise ValueError(f"LOCAL_RANK {local} but this node has {torch.cuda.device_count()} CUDA devices: "
