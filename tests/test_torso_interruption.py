@@ -18,8 +18,8 @@ from .fit_helpers import _flatten, cli_flags, differing, tiny_config
 from .test_interruption import CONFIG as HEAD_CONFIG
 from .test_interruption import _command, _env, root, speech  # noqa: F401 (fixtures)
 
-ITERS = 30
-TORSO_CONFIG = tiny_config(iters=ITERS, checkpoint_every=3, rays_per_camera=256)
+ITERS = 15
+TORSO_CONFIG = tiny_config(iters=ITERS, checkpoint_every=3, rays_per_camera=128)
 
 
 def torso_checkpoint_state(path: str) -> dict:

@@ -8,10 +8,10 @@ temporary a ``kill -9`` leaves is removed by the next ``ensure_synthetic`` (see 
 
 The scene: the procedural head (:func:`~.head_mesh.build_head`) on a neck and shoulders
 (:func:`~.head_mesh.build_torso`) in front of a static textured background, filmed by a static
-camera. The head turns and shifts slightly (``speech.head_motion``); the torso follows the head's
-translation at the neck's base but turns only ``TORSO_TURN`` of the head's yaw and none of its
-pitch, so in the head's frame (the tracker's, in which the cameras are given) it moves on its own,
-as a function of the head pose (what RAD-NeRF's pose-conditioned torso can learn).
+camera. The head turns and shifts slightly (``speech.head_motion``); the torso turns only
+``TORSO_TURN`` of the head's yaw about the neck's base and neither pitches nor shifts, so in the
+head's frame (the tracker's, in which the cameras are given) it moves on its own, as a function of
+the head pose (what RAD-NeRF's pose-conditioned torso can learn).
 
 Contents (RAD-NeRF's preprocessing output, plus ground truth):
 
@@ -101,15 +101,16 @@ def torso_transforms(poses: np.ndarray, angles: np.ndarray) -> np.ndarray:
 
     In the static camera's world the head's pose is ``M = P0 inv(pose)`` (``P0`` the rest camera);
     the torso's is ``S``: turned by ``TORSO_TURN`` x the head's yaw about the neck's base, which
-    moves where the head's motion takes it. In the head's frame that is ``inv(M) S``."""
+    stays put (the head's small shifts are taken up inside it: the neck's top is hidden in the
+    head). In the head's frame that is ``inv(M) S``."""
     rest = camera_poses(np.zeros((1, 2)), np.zeros((1, 3)))[0]
-    pivot = np.array([*NECK_PIVOT, 1.0])
+    pivot = np.array(NECK_PIVOT)
     out = np.empty_like(poses)
     for i, (pose, (yaw, _)) in enumerate(zip(poses, angles)):
         head = rest @ np.linalg.inv(pose)
         torso = np.eye(4)
         torso[:3, :3] = _rotation(-TORSO_TURN * yaw, 0.0)  # the head turns by pose^T: yaw -> -yaw
-        torso[:3, 3] = (head @ pivot)[:3] - torso[:3, :3] @ pivot[:3]
+        torso[:3, 3] = pivot - torso[:3, :3] @ pivot
         out[i] = np.linalg.inv(head) @ torso
     return out
 
