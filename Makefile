@@ -14,7 +14,7 @@ setup:
 # The head command is skipped once the workspace holds the torso stage (its --resume would
 # continue the torso with the head's flags).
 WORKSPACE ?= outputs/talking_head
-TORSO_ITERS ?= 500
+TORSO_ITERS ?= 1500
 
 run: setup
 	@if [ -e $(WORKSPACE)/checkpoints/last_torso_checkpoint ]; then \

@@ -39,7 +39,7 @@ from ..audio import (FEATURE_FILES, attention_windows, feature_type, find_featur
 from .cameras import NGP_OFFSET, NGP_SCALE, nerf_matrix_to_ngp, radnerf_cameras
 from .landmarks import eye_area, lips_rect, lower_face_rect, read_lms
 from .parsing import PARSING_FOLDER, decode_head_mask, parsing_path
-from .torso import TORSO_FOLDER, alpha_over, convert_poses, decode_rgba, torso_header, torso_path
+from .torso import TORSO_FOLDER, alpha_over, convert_poses, decode_rgba, png_header, torso_path
 
 FPS = 25
 AUDIO_SLACK = 2
@@ -340,7 +340,7 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
                 missing = sum(f"{i}.png" not in present for i in self.img_ids)
                 raise FileNotFoundError(f"{what} not found: {path} (frame {k} of {meta_path}; {missing} of "
                                         f"{len(self.img_ids)} referenced {what}s are missing{hint})")
-            height, width, has_alpha = torso_header(path)
+            height, width, has_alpha = png_header(path)
             if (height, width) != want:
                 raise ValueError(f"{path} (frame {k} of {meta_path}) is {(height, width)} (h, w), but the "
                                  f"split's frames are {want}")
