@@ -9,9 +9,20 @@ PY := $(VENV)/bin/python
 setup:
 	VENV=$(VENV) bash scripts/setup.sh
 
-# --resume: an interrupted `make run` continues where it stopped; a finished one re-renders.
+# RAD-NeRF's two stages on the built-in synthetic head: the head, then the torso behind it.
+# --resume: an interrupted `make run` continues the stage it stopped in; a finished one re-renders.
+# The head command is skipped once the workspace holds the torso stage (its --resume would
+# continue the torso with the head's flags).
+WORKSPACE ?= outputs/talking_head
+TORSO_ITERS ?= 1500
+
 run: setup
-	$(PY) examples/fit_talking_head.py --resume
+	@if [ -e $(WORKSPACE)/checkpoints/last_torso_checkpoint ]; then \
+		echo "make run: the head stage is done ($(WORKSPACE) holds the torso stage)"; \
+	else \
+		$(PY) examples/fit_talking_head.py --workspace $(WORKSPACE) --resume; \
+	fi
+	$(PY) examples/fit_talking_head.py --workspace $(WORKSPACE) --torso --resume --iters $(TORSO_ITERS)
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -1,10 +1,14 @@
-"""A procedural low-poly talking head (about 1.7k triangles) with a speech-driven jaw and blinks.
+"""A procedural low-poly talking head (about 1.7k triangles) with a speech-driven jaw and blinks,
+and the neck and shoulders it sits on.
 
 Built in the face tracker's world of RAD-NeRF data: head centred at the origin, +y up, the face
 looking toward +z, sizes in tracker units (the loader scales by 4 into RAD-NeRF's box).
-Features (eyes, brows, nose, mouth) are thin patches laid on the head's ellipsoid surface.
+Features (eyes, brows, nose, mouth) are thin patches laid on the head's ellipsoid surface. The
+neck and torso (:func:`build_torso`) are separate meshes in the same rest frame; the generator
+moves them with their own pose (see ``synthetic.torso_transforms``).
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +24,10 @@ BROW = (0.2, 0.13, 0.09)
 JAW_TOP = -0.05  # below this height the jaw opens
 JAW_DROP = 0.03  # chin displacement at full openness
 LIFT = 0.004  # features float this far above the skin
+NECK_SKIN = (0.74, 0.55, 0.43)  # in the head's shadow
+SHIRT = (0.25, 0.38, 0.55)
+COLLAR = (0.9, 0.9, 0.86)
+NECK_PIVOT = (0.0, -0.3, -0.02)  # the neck's base: where the torso turns and where it follows the head
 
 
 @dataclass
@@ -41,7 +49,20 @@ def jaw_offset(y, openness):
     return -JAW_DROP * openness * w
 
 
+@functools.lru_cache(maxsize=None)
+def _ellipsoid_cached(n_lat, n_lon):
+    verts, faces = _ellipsoid_build(n_lat, n_lon)
+    verts.flags.writeable = faces.flags.writeable = False
+    return verts, faces
+
+
 def _ellipsoid(n_lat=22, n_lon=36):
+    """Vertices (V, 3) (a fresh copy: callers deform them) and faces of the head's ellipsoid."""
+    verts, faces = _ellipsoid_cached(n_lat, n_lon)
+    return verts.copy(), faces
+
+
+def _ellipsoid_build(n_lat, n_lon):
     theta = np.linspace(0.0, np.pi, n_lat + 1)
     phi = np.linspace(0.0, 2 * np.pi, n_lon, endpoint=False)
     th, ph = np.meshgrid(theta, phi, indexing="ij")
@@ -141,3 +162,52 @@ def landmarks_3d(openness: float, eye_open: float) -> np.ndarray:
     pts += list(np.column_stack([0.8 * mw * np.cos(inner), my + mh * np.sin(inner)]))  # 60:68
     xy = np.array(pts, dtype=np.float64)
     return np.column_stack([xy, surface_z(xy[:, 0], xy[:, 1]) + LIFT]).astype(np.float32)
+
+
+@dataclass
+class TorsoMesh:
+    verts: np.ndarray  # (V, 3) float32
+    faces: np.ndarray  # (F, 3) int64: the neck's first, then the torso's
+    colors: np.ndarray  # (V, 3) float32 in [0, 1]
+    neck_faces: int  # faces[:neck_faces] are the neck
+
+
+def _loft(ys, half_x, half_z, centre_z, segments):
+    """A tube of elliptic rings (one per height ``ys``, half-extents ``half_x``/``half_z``), faces
+    facing outward; returns verts (R * segments, 3) and faces."""
+    ang = np.linspace(0.0, 2 * np.pi, segments, endpoint=False)
+    verts = np.concatenate([np.column_stack([hx * np.cos(ang), np.full(segments, y), cz + hz * np.sin(ang)])
+                            for y, hx, hz, cz in zip(ys, half_x, half_z, centre_z)])
+    faces = []
+    for r in range(len(ys) - 1):
+        for k in range(segments):
+            a, b = r * segments + k, r * segments + (k + 1) % segments
+            faces += [[a, b, a + segments], [b, b + segments, a + segments]]
+    return verts, np.array(faces)
+
+
+def build_torso(segments: int = 24) -> TorsoMesh:
+    """The neck (a skin-coloured tube from inside the head down into the torso) and the torso (a
+    shirt whose cross-section widens from the collar into rounded shoulders), both at rest.
+
+    Shading is baked into the vertex colours (darker toward the sides and under the chin), so the
+    torso has smooth colour variation for the torso field to learn."""
+    ny = np.linspace(-0.08, -0.32, 4)
+    neck_v, neck_f = _loft(ny, np.full(4, 0.058), np.full(4, 0.05), np.full(4, -0.02), segments)
+    shade = 0.8 + 0.2 * np.clip((-0.14 - neck_v[:, 1]) / 0.1, 0.0, 1.0)  # shadowed under the chin
+    neck_c = np.array(NECK_SKIN)[None] * shade[:, None]
+
+    # Shoulders: from the collar (y = -0.27, the neck's cross-section, so no gap shows) the
+    # half-width grows like a quarter ellipse to 0.36.
+    ty = -0.27 - 0.25 * np.linspace(0.0, 1.0, 9) ** 1.6  # down to y = -0.52, below the frame
+    grow = np.sqrt(np.clip((-0.27 - ty) / 0.13, 0.0, 1.0))
+    torso_v, torso_f = _loft(ty, 0.058 + 0.302 * grow, 0.05 + 0.08 * grow, np.full(9, -0.02), segments)
+    side = np.abs(torso_v[:, 0]) / 0.36  # 0 at the middle, 1 at the shoulders' tips
+    torso_c = np.array(SHIRT)[None] * (1.0 - 0.35 * side**2)[:, None]
+    torso_c += np.array([0.05, 0.03, -0.04]) * np.sin(torso_v[:, 1] * 25.0)[:, None]  # soft folds
+    collar = torso_v[:, 1] > -0.285
+    torso_c[collar] = COLLAR
+    verts = np.vstack([neck_v, torso_v])
+    faces = np.vstack([neck_f, torso_f + len(neck_v)])
+    colors = np.clip(np.vstack([neck_c, torso_c]), 0.0, 1.0)
+    return TorsoMesh(verts.astype(np.float32), faces.astype(np.int64), colors.astype(np.float32), len(neck_f))

@@ -21,14 +21,14 @@ def torso_path(root: str, img_id: int) -> str:
     return os.path.join(root, TORSO_FOLDER, f"{img_id}.png")
 
 
-def torso_header(path: str) -> Tuple[int, int, bool]:
+def png_header(path: str) -> Tuple[int, int, bool]:
     """(height, width, has_alpha) of a PNG from its header, without decoding the pixels."""
     try:
         with Image.open(path) as img:
             has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
             return img.height, img.width, has_alpha
     except Exception as err:
-        raise ValueError(f"cannot read torso image {path}: {err}") from err
+        raise ValueError(f"cannot read image {path}: {err}") from err
 
 
 def decode_rgba(path: str) -> np.ndarray:
