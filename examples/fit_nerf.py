@@ -7,7 +7,8 @@ Carlo rays, EmissionAbsorption raymarching, Huber colour + silhouette loss, Adam
 * stock: ``MonteCarloRaysampler`` + ``EmissionAbsorptionRaymarcher`` (``n_pts`` samples per ray);
 * swapped: the same pipeline with an ``OccupancyGrid`` updated every step
   (``grid.update(field.density, step)``), ``OccupancyGridRaysampler`` (samples only in occupied
-  cells, at the stock sampling step) and ``OccupancyGridRaymarcher`` (early ray termination).
+  cells, at the stock sampling step; in training also only up to where each ray turns opaque)
+  and ``OccupancyGridRaymarcher`` (early ray termination).
 
 The pipelines live in ``pt3d_radnerf.training.nerf`` (shared with
 ``benchmarks/bench_own_field.py``); they train in alternation (the one with less training time

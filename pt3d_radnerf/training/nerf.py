@@ -10,8 +10,8 @@ learning rate dropped 10x at 75% of the budget) in two variants with the same fi
   ``batched_forward``);
 * ``"swapped"``: an :class:`OccupancyGrid` (the stock sampling step) updated every step with
   ``grid.update(field.density, step)``, ``OccupancyGridRaysampler`` (samples in occupied cells
-  only) and ``OccupancyGridRaymarcher`` (early ray termination); full images with
-  :func:`render_compacted`.
+  only; in training also cut where each ray turns opaque, ``t_thresh``) and
+  ``OccupancyGridRaymarcher`` (early ray termination); full images with :func:`render_compacted`.
 
 :func:`train_side_by_side` runs them in alternation (the one with less training time so far
 takes the next step), so a background load slows both alike; evaluation is off the clock.
