@@ -7,7 +7,8 @@ Carlo rays, EmissionAbsorption raymarching, Huber colour + silhouette loss, Adam
 * stock: ``MonteCarloRaysampler`` + ``EmissionAbsorptionRaymarcher`` (``n_pts`` samples per ray);
 * swapped: the same pipeline with an ``OccupancyGrid`` updated every step
   (``grid.update(field.density, step)``), ``OccupancyGridRaysampler`` (samples only in occupied
-  cells, at the stock sampling step) and ``OccupancyGridRaymarcher`` (early ray termination).
+  cells, at the stock sampling step; in training also only up to where each ray turns opaque)
+  and ``OccupancyGridRaymarcher`` (early ray termination).
 
 The pipelines live in ``pt3d_radnerf.training.nerf`` (shared with
 ``benchmarks/bench_own_field.py``); they train in alternation (the one with less training time
@@ -73,6 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--grid-threshold", type=float, default=None,
                    help="occupancy threshold, sigma (default 0.1 / step: one step absorbs ~10%%; the grid's own "
                         "default 0.01 / step keeps most of a seconds-old, still foggy field occupied)")
+    p.add_argument("--train-t-thresh", type=float, default=1e-4,
+                   help="swapped training: early ray termination at this transmittance (0: off)")
     p.add_argument("--evals", type=int, default=6, help="points of the PSNR curve after t = 0")
     p.add_argument("--val-views", type=int, default=5, help="validation views of the final metrics")
     p.add_argument("--eval-views", type=int, default=2, help="validation views per curve point")

@@ -146,3 +146,9 @@ def test_train_side_by_side_alternates_and_evaluates_at_checkpoints():
     # t = 0, then after the first step at or past 0.5 s and at or past 1.0 s
     assert [t for n, t in evals if n == "stock"] == [0.0, 0.75, 1.125]
     assert [t for n, t in evals if n == "swapped"] == [0.0, 0.5, 1.0]
+    # A step past several checkpoints evaluates once.
+    evals.clear()
+    pipelines = {"stock": Fake("stock", 0.375), "swapped": Fake("swapped", 0.125)}
+    train_side_by_side(pipelines, None, None, [0.0, 0.1, 0.2, 0.3, 1.0], lambda p: evals.append((p.name, p.seconds)))
+    assert [t for n, t in evals if n == "stock"] == [0.0, 0.375, 1.125]
+    assert [t for n, t in evals if n == "swapped"] == [0.0, 0.125, 0.25, 0.375, 1.0]

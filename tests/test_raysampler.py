@@ -1,5 +1,6 @@
 """OccupancyGridRaysampler against PyTorch3D's raysamplers, the brute-force marcher and renders."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -201,22 +202,44 @@ def test_sigma_pruning_keeps_what_the_compositor_weights(alpha_thre, t_thresh):
     pruned = OccupancyGridRaysampler(image_width=W, image_height=H, dt_min=0.02, occupancy_grid=grid,
                                      alpha_thre=alpha_thre, t_thresh=t_thresh)(cams, volumetric_function=field)
     assert 0 < pruned.n_samples < full.n_samples
-    # Independent expectation: the twin's compositing weights (eps 1e-10, same stopping rule).
+    # Independent expectation: per ray, the transmittance in front of each sample (a Python loop,
+    # the raymarcher's product with eps 1e-10) against t_thresh; alpha against alpha_thre.
     cam = full.camera_ids.reshape(-1)[full.ray_indices]
     sigma = field.density(full.sample_points(), camera_index=cam)
     deltas = full.deltas()
-    weights = reference.composite(sigma, torch.zeros(sigma.shape[0], 1), full.packed_info, None, deltas,
-                                  "sigma", t_thresh, 1e-10)[3]
-    keep = (1 - torch.exp(-sigma * deltas) >= alpha_thre) & ((weights > 0) | (t_thresh == 0))
+    visible = torch.ones(sigma.shape[0], dtype=torch.bool)
+    for start, count in full.packed_info.tolist():
+        trans = 1.0
+        for s in range(start, start + count):
+            visible[s] = t_thresh == 0 or trans >= t_thresh
+            trans *= math.exp(-float(sigma[s]) * float(deltas[s])) + 1e-10
+    keep = (1 - torch.exp(-sigma * deltas) >= alpha_thre) & visible
     assert torch.equal(pruned.ray_indices, full.ray_indices[keep])
     assert torch.equal(pruned.t_starts, full.t_starts[keep])
     assert torch.equal(pruned.packed_info[:, 0], torch.cumsum(pruned.packed_info[:, 1], 0) - pruned.packed_info[:, 1])
-    # Per-camera conditioning reaches the density: camera 1's ball is bigger.
+    # Per-camera conditioning reaches the density: camera 1's ball is bigger (alpha_thre > 0
+    # keeps only samples inside; t_thresh alone also keeps the empty ones in front).
     pts, cam_p = pruned.sample_points(), pruned.camera_ids.reshape(-1)[pruned.ray_indices]
-    assert bool((pts.norm(dim=-1) < radius[cam_p] + 1e-6).all())
-    assert float(pts[cam_p == 1].norm(dim=-1).max()) > 0.6
+    if alpha_thre > 0:
+        assert bool((pts.norm(dim=-1) < radius[cam_p] + 1e-6).all())
+        assert float(pts[cam_p == 1].norm(dim=-1).max()) > 0.6
     if t_thresh >= 1e-4:  # alpha ~ 1 per sample inside: opaque after the first sample there
-        assert int(pruned.packed_info[:, 1].max()) <= 2
+        inside = (pts.norm(dim=-1) < radius[cam_p]).long()
+        assert int(torch.zeros(pruned.packed_info.shape[0], dtype=torch.long).index_add_(
+            0, pruned.ray_indices, inside).max()) <= 2
+
+
+def test_sigma_pruning_keeps_a_transparent_start():
+    """A field of sigma 1e-6 (alpha rounds to 0 in float32) keeps every sample with t_thresh:
+    the rays are not opaque anywhere, and those samples carry the gradient that makes them so."""
+    cams = _cameras("fov")
+    grid = OccupancyGrid(resolution=16)
+    field = SimpleNamespace(density=lambda points: torch.full(points.shape[:1], 1e-6))
+    full = OccupancyGridRaysampler(image_width=W, image_height=H, dt_min=0.02, occupancy_grid=grid)(cams)
+    assert bool((1 - torch.exp(-field.density(full.sample_points()) * full.deltas()) == 0).all())
+    pruned = OccupancyGridRaysampler(image_width=W, image_height=H, dt_min=0.02, occupancy_grid=grid,
+                                     t_thresh=1e-4)(cams, volumetric_function=field)
+    assert torch.equal(pruned.ray_indices, full.ray_indices) and torch.equal(pruned.t_starts, full.t_starts)
 
 
 def test_renders_docstring_sphere_like_stock_sampler():

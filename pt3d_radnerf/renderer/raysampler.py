@@ -35,6 +35,7 @@ sampler option is never silently ignored.
 """
 
 import inspect
+import math
 from dataclasses import replace
 from typing import Callable, Dict, Optional, Tuple, Union
 
@@ -162,8 +163,10 @@ class OccupancyGridRaysampler(nn.Module):
             raymarcher's): with either threshold > 0 the samples are scored with
             ``volumetric_function.density(points, camera_index=..., **field_kwargs)`` (sigma)
             without grad; kept are the samples with ``alpha >= alpha_thre`` that, with
-            ``t_thresh > 0``, :func:`pt3d_radnerf.ops.composite` (sigma mode, ``t_thresh``,
-            ``eps``: the raymarcher's stopping rule) gives a non-zero weight.
+            ``t_thresh > 0``, the raymarcher reaches: the transmittance in front of them,
+            ``prod(exp(-sigma_j delta_j) + eps)``, is still >= ``t_thresh`` (its stopping rule;
+            nerfacc's visibility). Training with ``t_thresh`` evaluates the field with grad
+            only up to where each ray turns opaque.
         update_fn, update_density_mode: let the raysampler drive the grid during training:
             on every call in training mode with grad enabled it first runs
             ``occupancy_grid.update(update_fn, step, density_mode=update_density_mode)`` and
@@ -524,12 +527,19 @@ class OccupancyGridRaysampler(nn.Module):
         sigma = density(samples.sample_points(), **kwargs)
         sigma = sigma.reshape(-1).to(t0.dtype)
         deltas = samples.deltas()
-        keep = 1.0 - torch.exp(-sigma * deltas) >= self.alpha_thre
+        tau = sigma * deltas  # optical thickness per sample
+        keep = 1.0 - torch.exp(-tau) >= self.alpha_thre
         if self.t_thresh > 0:
-            # The raymarcher's kernel and stopping rule: a stopped sample gets weight 0.
-            weights = ops.composite(sigma, sigma.new_zeros(sigma.shape[0], 1), info, deltas=deltas,
-                                    density_mode="sigma", t_thresh=self.t_thresh, eps=self.eps).weights
-            keep &= weights > 0
+            # nerfacc's visibility: the samples the raymarcher reaches, i.e. the transmittance in
+            # front of them, prod(exp(-tau_j) + eps) over the ray's earlier samples, is still >=
+            # t_thresh (its stopping rule). Not "weight > 0": float32 rounds 1 - exp(-tau) to 0
+            # for tau below ~3e-8, and a transparent start (the tutorial field's) would lose all
+            # its samples and every gradient that could make it opaque.
+            log_t = torch.log(torch.exp(-tau.double()) + self.eps)
+            cum = torch.cumsum(log_t, 0)
+            first = info[ray_idx, 0]  # each sample's ray's first sample
+            before = cum - log_t - (cum[first] - log_t[first])
+            keep &= before >= math.log(self.t_thresh)
         ray_idx, t0, t1 = ray_idx[keep], t0[keep], t1[keep]
         return ray_idx, t0, t1, pack_info(ray_idx, info.shape[0])
 

@@ -10,8 +10,8 @@ learning rate dropped 10x at 75% of the budget) in two variants with the same fi
   ``batched_forward``);
 * ``"swapped"``: an :class:`OccupancyGrid` (the stock sampling step) updated every step with
   ``grid.update(field.density, step)``, ``OccupancyGridRaysampler`` (samples in occupied cells
-  only) and ``OccupancyGridRaymarcher`` (early ray termination); full images with
-  :func:`render_compacted`.
+  only; in training also cut where each ray turns opaque, ``t_thresh``) and
+  ``OccupancyGridRaymarcher`` (early ray termination); full images with :func:`render_compacted`.
 
 :func:`train_side_by_side` runs them in alternation (the one with less training time so far
 takes the next step), so a background load slows both alike; evaluation is off the clock.
@@ -49,6 +49,8 @@ class NeRFFitConfig:
         grid_threshold: occupancy threshold, sigma; None: ``0.1 / step`` (one step absorbs
             ~10%: a seconds-old field is still foggy, at the grid default 0.01 / step most
             cells would stay occupied).
+        train_t_thresh: the swapped training sampler's early termination (transmittance; 0:
+            every occupied sample is trained).
         seed: both pipelines start from the same weights and draw their cameras from the same
             seed.
     """
@@ -64,6 +66,7 @@ class NeRFFitConfig:
     grid_resolution: int = 32
     cells_per_update: int = 4096
     grid_threshold: Optional[float] = None
+    train_t_thresh: float = 1e-4
     seed: int = 0
 
 
@@ -125,8 +128,12 @@ class NeRFPipeline:
                                       step_size=(far - near) / config.n_pts, update_every=1, warmup_steps=2 * sweep,
                                       cells_per_update=config.cells_per_update, threshold=threshold).to(device)
             self.grid.mark_unseen(scene.cameras, scene.image_size)  # cells no training view sees stay empty
+            # t_thresh: early ray termination in training too (nerfacc's early stop): a no-grad
+            # density pass drops the samples behind the point where a ray turns opaque (weight
+            # ~0, no gradient), so the field runs with grad only on the samples that count.
             sampler = OccupancyGridRaysampler(min_x=-ex, max_x=ex, min_y=-ey, max_y=ey, min_depth=near,
-                                              max_depth=far, n_rays_per_image=config.rays, occupancy_grid=self.grid)
+                                              max_depth=far, n_rays_per_image=config.rays, occupancy_grid=self.grid,
+                                              t_thresh=config.train_t_thresh)
             self.renderer = ImplicitRenderer(raysampler=sampler, raymarcher=OccupancyGridRaymarcher())
             self.render_sampler = OccupancyGridRaysampler(image_width=w, image_height=h, min_depth=near,
                                                           max_depth=far, occupancy_grid=self.grid)
@@ -189,8 +196,9 @@ def train_side_by_side(
     progress: Optional[Callable[[NeRFPipeline, float], None]] = None,
 ) -> None:
     """Trains every pipeline for its ``config.seconds`` in alternation (the one with the least
-    training time steps next) and calls ``evaluate(p)`` (off the clock) at t = 0 and whenever
-    ``p.seconds`` passes the next of ``checkpoints`` (ascending seconds, first 0);
+    training time steps next) and calls ``evaluate(p)`` (off the clock) at t = 0 and after
+    every step that takes ``p.seconds`` past one or more of ``checkpoints`` (ascending seconds,
+    first 0; one evaluation per step);
     ``progress(p, seconds_before)`` after every step."""
     for p in pipelines.values():
         evaluate(p)
@@ -202,8 +210,11 @@ def train_side_by_side(
         p = min(running, key=lambda q: q.seconds)
         before = p.seconds
         p.step(scene, background)
-        while evaluated[p.name] < len(checkpoints) and p.seconds >= checkpoints[evaluated[p.name]]:
+        passed = evaluated[p.name]
+        while passed < len(checkpoints) and p.seconds >= checkpoints[passed]:
+            passed += 1
+        if passed > evaluated[p.name]:  # once per step, however many checkpoints it passed
             evaluate(p)  # the model at (about) this checkpoint's training time
-            evaluated[p.name] += 1
+            evaluated[p.name] = passed
         if progress is not None:
             progress(p, before)
