@@ -1,5 +1,5 @@
 """RAD-NeRF torso data: RGBA torso_imgs loaded lazily and checked at load, torso over bc.jpg,
-the torso's pose vector (convert_poses) and pixel coordinates (bg_coords)."""
+the torso's pose vector (convert_poses) and pixel coordinates (bg_coords); parsing/ head masks."""
 
 import math
 import os
@@ -117,6 +117,81 @@ def test_torso_errors_name_file_and_frame(tmp_path):
     ds = TalkingHeadDataset(root)
     with pytest.raises(ValueError, match=r"torso_imgs/5\.png"):
         ds.torso_background(5)
+
+
+# RAD-NeRF's parsing colours by class: 0 background, 1 head, 2 neck, 3 torso.
+PARSING_COLORS = np.array([[255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.int16)
+
+
+def write_parsing(root, n=6, seed=2, noise=0):
+    """parsing/<i>.png of random class maps (with +-noise per channel, as a JPEG round trip leaves);
+    returns the (n, H, W) int class labels written."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, (n, H, W))
+    os.makedirs(os.path.join(root, "parsing"))
+    for i in range(n):
+        rgb = PARSING_COLORS[labels[i]] + rng.integers(-noise, noise + 1, (H, W, 3))
+        imageio.imwrite(os.path.join(root, "parsing", f"{i}.png"), rgb.clip(0, 255).astype(np.uint8))
+    return labels
+
+
+@pytest.mark.parametrize("noise", [0, 25])
+def test_head_mask_is_the_red_class(tmp_path, noise):
+    root = str(tmp_path)
+    make_folder(root)
+    labels = write_parsing(root, noise=noise)
+    # Colours near but not at red are not head: orange, magenta, dark red.
+    for rgb in ([255, 128, 0], [255, 0, 255], [128, 0, 0]):
+        path = os.path.join(root, "parsing", "5.png")
+        img = imageio.imread(path)
+        img[0, 0] = rgb
+        imageio.imwrite(path, img)
+        labels[5, 0, 0] = 0
+    ds = TalkingHeadDataset(root, cache_size=2, prefetch_workers=1)
+    assert ds.has_parsing
+    ds.prefetch([0, 1])
+    for i in (1, 0, 5, 3):
+        mask = ds.head_mask(i)
+        assert mask.shape == (H, W) and mask.dtype == torch.bool
+        assert torch.equal(mask, torch.from_numpy(labels[i] == 1)), i  # neck and torso are not head
+    assert list(ds._parsing_cache) == [5, 3] and ds._parsing_cache[3].dtype == np.bool_  # bounded LRU
+    ds.head_mask(3)[:] = False  # callers get a copy; the cache keeps the mask
+    assert torch.equal(ds.head_mask(3), torch.from_numpy(labels[3] == 1))
+    copy = pickle.loads(pickle.dumps(ds))  # DataLoader workers: no threads, empty caches
+    assert not copy._parsing_cache and torch.equal(copy.head_mask(4), torch.from_numpy(labels[4] == 1))
+    ds.close()
+
+
+def test_parsing_absent_or_broken(tmp_path):
+    root = str(tmp_path / "none")
+    make_folder(root)
+    ds = TalkingHeadDataset(root)
+    assert not ds.has_parsing
+    with pytest.raises(ValueError, match=rf"head_mask needs .*{os.path.join(root, 'parsing')}"):
+        ds.head_mask(0)
+
+    root = str(tmp_path / "missing")
+    make_folder(root)
+    write_parsing(root)
+    os.remove(os.path.join(root, "parsing", "2.png"))
+    with pytest.raises(FileNotFoundError, match=r"parsing/2\.png \(frame 2 of .*transforms_train\.json; 1 of 6"):
+        TalkingHeadDataset(root)  # at load, not when frame 2 is drawn
+
+    root = str(tmp_path / "size")
+    make_folder(root)
+    write_parsing(root)
+    imageio.imwrite(os.path.join(root, "parsing", "4.png"), np.zeros((H - 1, W, 3), np.uint8))
+    with pytest.raises(ValueError, match=rf"parsing/4\.png \(frame 4 of .*\) is \({H - 1}, {W}\)"):
+        TalkingHeadDataset(root)
+
+    root = str(tmp_path / "corrupt")
+    make_folder(root)
+    write_parsing(root)
+    with open(os.path.join(root, "parsing", "1.png"), "r+b") as f:
+        f.truncate(100)
+    ds = TalkingHeadDataset(root)
+    with pytest.raises(ValueError, match=r"parsing/1\.png"):
+        ds.head_mask(1)
 
 
 def rotation(axis, angle):

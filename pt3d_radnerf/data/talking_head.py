@@ -8,12 +8,13 @@ Folder layout (as written by RAD-NeRF's / ER-NeRF's preprocessing, and by our sy
     aud_ds.npy | aud_eo.npy | aud.npy | aud_hu.npy  optional precomputed ASR features
     au.csv                   OpenFace action units (ER-NeRF's eye signal, column " AU45_r")
     torso_imgs/<img_id>.png  optional RGBA neck + torso, head removed (see :mod:`.torso`)
+    parsing/<img_id>.png     optional face parsing: head red, neck green, torso blue (:mod:`.parsing`)
 
 Everything a split references is checked when the dataset is built, not when a frame is first
 drawn, and every error names the file and, for per-frame data, the frame (its position in the
 json's ``frames`` list and its ``img_id``): the json's fields and types, finite 4x4 poses, that
-each ``gt_imgs/<img_id>.jpg`` (and ``torso_imgs/<img_id>.png`` with an alpha channel, when the
-folder has torso images) exists with the split's size (read from the headers, nothing is
+each ``gt_imgs/<img_id>.jpg`` (and ``torso_imgs/<img_id>.png`` with an alpha channel, and
+``parsing/<img_id>.png``, when the folder has them) exists with the split's size (read from the headers, nothing is
 decoded), landmarks inside the image, ``bc.jpg``'s size, the ``aud_id`` range, and ``au.csv``.
 
 Audio/frame count mismatch: audio features are indexed by each frame's ``aud_id``. If the
@@ -37,6 +38,7 @@ from ..audio import (FEATURE_FILES, attention_windows, feature_type, find_featur
                      logmel_windows_from_file)
 from .cameras import NGP_OFFSET, NGP_SCALE, nerf_matrix_to_ngp, radnerf_cameras
 from .landmarks import eye_area, lips_rect, lower_face_rect, read_lms
+from .parsing import PARSING_FOLDER, decode_head_mask, parsing_path
 from .torso import TORSO_FOLDER, alpha_over, convert_poses, decode_rgba, torso_header, torso_path
 
 FPS = 25
@@ -219,14 +221,15 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
         eye_source: "landmarks" (RAD-NeRF: both eyes' landmark polygon area, % of the image) or
             "au" (ER-NeRF: au.csv's AU45 clipped to [0, 2] / 2).
         torso: use ``torso_imgs/``: None = when the folder exists, True = required, False = ignore it.
-        cache_size: decoded images kept in memory (LRU, as uint8; as many torso images again
-            when the folder has them); frames are never all preloaded.
+        cache_size: decoded images kept in memory (LRU, as uint8; as many torso images and head
+            masks again when the folder has them); frames are never all preloaded.
         prefetch_workers: threads that decode the images ``prefetch`` asks for (0: no prefetch).
         scale, offset: RAD-NeRF's ``nerf_matrix_to_ngp`` pose scale and offset.
 
     Attributes: ``img_ids``/``aud_ids`` (N lists), ``aud_index`` (N,) rows of ``audio_features``
     (N_audio, W, C), ``eye`` (N,), ``R`` (N, 3, 3) / ``T`` (N, 3), ``c2w`` (N, 4, 4) float64 in
     RAD-NeRF's world, ``torso_poses`` (N, 6) float32 (its ``convert_poses``), ``has_torso``,
+    ``has_parsing`` (the folder has ``parsing/``; then ``head_mask(i)`` is the (H, W) bool head class),
     ``lower_face_rects`` and ``lips_rects`` (N lists of (x0, x1, y0, y1)), ``width``/``height``.
 
     Torso (RAD-NeRF): ``torso_rgba(i)`` the frame's GT torso, ``torso_background(i)`` it composited
@@ -265,7 +268,11 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
                                     f"which does not exist")
         self.has_torso = torso is not False and os.path.isdir(torso_folder)
         if self.has_torso:
-            self._check_torso_images(meta_path)
+            self._check_frame_pngs(TORSO_FOLDER, meta_path, "torso image", need_alpha=True,
+                                   hint="; pass torso=False to train without the ground-truth torso")
+        self.has_parsing = os.path.isdir(os.path.join(root, PARSING_FOLDER))
+        if self.has_parsing:
+            self._check_frame_pngs(PARSING_FOLDER, meta_path, "parsing image")
 
         self.c2w = nerf_matrix_to_ngp(meta.poses, scale, offset)  # (N, 4, 4) OpenCV c2w, RAD-NeRF world
         self._all_cameras = radnerf_cameras(meta.poses, self.fx, self.fy, self.cx, self.cy, self.width,
@@ -293,6 +300,8 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
         self._pending: Dict[int, Future] = {}
         self._torso_cache: "OrderedDict[int, np.ndarray]" = OrderedDict()  # img_id -> (H, W, 4) uint8
         self._torso_pending: Dict[int, Future] = {}
+        self._parsing_cache: "OrderedDict[int, np.ndarray]" = OrderedDict()  # img_id -> (H, W) bool head mask
+        self._parsing_pending: Dict[int, Future] = {}
         self._executor: Optional[ThreadPoolExecutor] = None
         self._background: Optional[torch.Tensor] = None
 
@@ -318,22 +327,24 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
             raise ValueError(f"{bc} is {image_size(bc)} (h, w), but the frames of {meta_path} are {want}; "
                              f"the background must have the frames' size")
 
-    def _check_torso_images(self, meta_path: str) -> None:
-        """Every referenced torso_imgs/<img_id>.png exists, has an alpha channel and size (h, w)."""
-        present = set(os.listdir(os.path.join(self.root, TORSO_FOLDER)))
+    def _check_frame_pngs(self, folder: str, meta_path: str, what: str, hint: str = "",
+                          need_alpha: bool = False) -> None:
+        """Every referenced <folder>/<img_id>.png exists with size (h, w) (and an alpha channel
+        with ``need_alpha``), from the headers; ``what`` names the images and ``hint`` ends the
+        missing-file message."""
+        present = set(os.listdir(os.path.join(self.root, folder)))
         want = (self.height, self.width)
         for k, img_id in enumerate(self.img_ids):
-            path = torso_path(self.root, img_id)
+            path = os.path.join(self.root, folder, f"{img_id}.png")
             if f"{img_id}.png" not in present:
                 missing = sum(f"{i}.png" not in present for i in self.img_ids)
-                raise FileNotFoundError(f"torso image not found: {path} (frame {k} of {meta_path}; {missing} of "
-                                        f"{len(self.img_ids)} referenced torso images are missing; pass "
-                                        f"torso=False to train without the ground-truth torso)")
+                raise FileNotFoundError(f"{what} not found: {path} (frame {k} of {meta_path}; {missing} of "
+                                        f"{len(self.img_ids)} referenced {what}s are missing{hint})")
             height, width, has_alpha = torso_header(path)
             if (height, width) != want:
                 raise ValueError(f"{path} (frame {k} of {meta_path}) is {(height, width)} (h, w), but the "
                                  f"split's frames are {want}")
-            if not has_alpha:
+            if need_alpha and not has_alpha:
                 raise ValueError(f"{path} (frame {k} of {meta_path}) has no alpha channel; RAD-NeRF's torso "
                                  f"images are RGBA (alpha 0 outside the neck and torso)")
 
@@ -404,18 +415,27 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
                              f"{(self.height, self.width)}")
         return rgba
 
+    def _decode_head_mask_checked(self, img_id: int) -> np.ndarray:
+        path = parsing_path(self.root, img_id)
+        mask = decode_head_mask(path)
+        if mask.shape != (self.height, self.width):
+            raise ValueError(f"{path} is {tuple(mask.shape)}, expected {(self.height, self.width)}")
+        return mask
+
     def _stores(self):
         """(cache, pending prefetches, decoder) of each kind of per-frame image the folder has."""
         stores = [(self._cache, self._pending, self._decode_checked)]
         if self.has_torso:
             stores.append((self._torso_cache, self._torso_pending, self._decode_torso_checked))
+        if self.has_parsing:
+            stores.append((self._parsing_cache, self._parsing_pending, self._decode_head_mask_checked))
         return stores
 
     def prefetch(self, indices: Union[int, Sequence[int], torch.Tensor]) -> None:
-        """Starts decoding the images (and torso images) of items ``indices`` on background threads
-        (JPEG/PNG decoding releases the GIL), so a later ``image``/``torso_rgba``/``__getitem__``
-        of them does not wait for the disk and the decoder; e.g. call it with the next step's
-        frames before running this step. Finished decodes move into the LRU caches, so at most
+        """Starts decoding the images (and torso images and head masks) of items ``indices`` on
+        background threads (JPEG/PNG decoding releases the GIL), so a later ``image``/``torso_rgba``/
+        ``head_mask``/``__getitem__`` of them does not wait for the disk and the decoder; e.g. call
+        it with the next step's frames before running this step. Finished decodes move into the LRU caches, so at most
         ``cache_size`` + ``prefetch_workers`` decoded images of each kind are held; no-op with
         ``prefetch_workers=0`` or ``cache_size=0``."""
         if self.prefetch_workers == 0 or self.cache_size == 0:
@@ -486,18 +506,28 @@ class TalkingHeadDataset(torch.utils.data.Dataset):
         ``torso_background(index)`` when the dataset has torso images, else ``bc.jpg``."""
         return self.torso_background(index) if self.has_torso else self.background
 
+    def head_mask(self, index: int) -> torch.Tensor:
+        """(H, W) bool: True where item ``index``'s parsing map shows the head class (red; the neck
+        and torso classes are not head). Decoded on first use, then LRU-cached. ValueError when the
+        folder has no ``parsing/``."""
+        if not self.has_parsing:
+            raise ValueError(f"head_mask needs RAD-NeRF's face parsing maps in "
+                             f"{os.path.join(self.root, PARSING_FOLDER)}, which does not exist")
+        mask = self._fetch(self._parsing_cache, self._parsing_pending, self._decode_head_mask_checked, index)
+        return torch.from_numpy(mask).clone()  # the cached array stays untouched by callers
+
     def close(self) -> None:
         """Stops the prefetch threads (pending decodes are dropped)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
-        self._pending.clear()
-        self._torso_pending.clear()
+        for _, pending, _ in self._stores():
+            pending.clear()
 
     def __getstate__(self):  # DataLoader workers get a copy without threads, futures or caches
         state = self.__dict__.copy()
         state.update(_cache=OrderedDict(), _pending={}, _torso_cache=OrderedDict(), _torso_pending={},
-                     _executor=None)
+                     _parsing_cache=OrderedDict(), _parsing_pending={}, _executor=None)
         return state
 
     @property
