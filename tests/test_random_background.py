@@ -113,7 +113,8 @@ def test_loss_is_the_mse_over_random_backgrounds(tmp_path):
     root = str(tmp_path)
     labels, torsos = _folder(root, torso=True)
     data = TalkingHeadDataset(root)
-    config = FitConfig(grid_resolution=16, rays_per_camera=N, cameras_per_step=B, entropy_weight=0.01)
+    config = FitConfig(grid_resolution=16, rays_per_camera=N, cameras_per_step=B, entropy_weight=0.01,
+                       random_background=True)
     head = HeadModel(ModelSpec.for_dataset(data.audio_features, len(data)), config)
     head.grid.set_occupancy(torch.ones(1, 16**3, dtype=torch.bool))  # the random field shows
     renderer = Capture(ImplicitRenderer(head.raysampler(data.height, data.width), head.raymarcher))
@@ -138,8 +139,8 @@ def test_resume_is_bit_exact_with_random_backgrounds(tmp_path, two_threads):
     os.makedirs(root)
     _folder(root, torso=False)
     data = TalkingHeadDataset(root)
-    config = tiny_config(iters=5, checkpoint_every=2)
-    assert config.random_background and data.has_parsing
+    config = tiny_config(iters=5, checkpoint_every=2, random_background=True)
+    assert data.has_parsing
     whole = TalkingHeadTrainer(data, config, str(tmp_path / "whole"))
     whole.fit(progress=False)
     ws = str(tmp_path / "parts")
@@ -155,11 +156,11 @@ def test_resume_is_bit_exact_with_random_backgrounds(tmp_path, two_threads):
 
 
 def test_config_flag_and_legacy_checkpoints():
-    assert FitConfig().random_background is True
+    assert FitConfig().random_background is False  # opt-in (README: diffuse heads get pruned)
     with pytest.raises(TypeError, match="random_background must be a bool"):
         FitConfig(random_background=1)
     stored = FitConfig(random_background=False).to_dict()
     del stored["random_background"]  # a checkpoint written before the flag existed
     assert FitConfig.from_dict(stored).random_background is False
-    assert config_changes(stored, FitConfig()) == {"random_background": (False, True)}
-    assert config_changes(stored, FitConfig(random_background=False)) == {}
+    assert config_changes(stored, FitConfig(random_background=True)) == {"random_background": (False, True)}
+    assert config_changes(stored, FitConfig()) == {}

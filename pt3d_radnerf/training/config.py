@@ -34,8 +34,8 @@ class FitConfig:
     lr_decay: float = _opt(0.1, "every learning rate decays exponentially to this factor over the run")
     entropy_weight: float = _opt(1e-4, "weight of the opacity entropy loss")
     random_background: bool = _opt(
-        True, "with parsing/ maps: a random colour per ray behind head pixels and as background and target of "
-              "pure-background pixels (opaque heads; no effect without parsing/)")
+        False, "with parsing/ maps: a random colour per ray behind head pixels and as background and target of "
+               "pure-background pixels (pushes the head to opacity; no effect without parsing/; see README)")
     ambient_weight: float = _opt(0.1, "weight of the ambient loss outside the lower face")
     ambient_ramp_iters: int = _opt(500, "steps over which the ambient weight ramps up linearly")
     t_thresh: float = _opt(1e-4, "a ray stops when its transmittance falls below this")
@@ -110,7 +110,7 @@ class FitConfig:
 OPERATIONAL_FIELDS = ("checkpoint_every", "validate_every", "validate_frames")
 
 # Fields added after checkpoints were first written, with the value that means "what earlier
-# versions did" (their default may differ: random backgrounds are on by default now).
+# versions did" (a later default may differ).
 LEGACY_VALUES = {"random_background": False}
 
 
