@@ -33,6 +33,8 @@ class FitConfig:
     lr_net: float = _opt(5e-4, "learning rate of the MLPs (attention: 5x)")
     lr_decay: float = _opt(0.1, "every learning rate decays exponentially to this factor over the run")
     entropy_weight: float = _opt(1e-4, "weight of the opacity entropy loss")
+    distortion_weight: float = _opt(0.0, "weight of mip-NeRF 360's distortion loss (concentrates each ray's "
+                                          "weights: sharper, denser surfaces)")
     random_background: bool = _opt(
         False, "with parsing/ maps: a random colour per ray behind head pixels and as background and target of "
                "pure-background pixels (pushes the head to opacity; no effect without parsing/; see README)")
@@ -70,7 +72,7 @@ class FitConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("entropy_weight", "ambient_weight", "ambient_ramp_iters", "t_thresh",
+        for name in ("entropy_weight", "distortion_weight", "ambient_weight", "ambient_ramp_iters", "t_thresh",
                      "occupancy_warmup", "density_thresh", "validate_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -111,7 +113,7 @@ OPERATIONAL_FIELDS = ("checkpoint_every", "validate_every", "validate_frames")
 
 # Fields added after checkpoints were first written, with the value that means "what earlier
 # versions did" (a later default may differ).
-LEGACY_VALUES = {"random_background": False}
+LEGACY_VALUES = {"random_background": False, "distortion_weight": 0.0}
 
 
 def with_legacy_values(stored: Mapping[str, Any]) -> Dict[str, Any]:

@@ -5,6 +5,7 @@
 2. ``ImplicitRenderer(OccupancyGridRaysampler, OccupancyGridRaymarcher)`` renders them with each
    frame's audio window (8 x W x C), eye area and latent code;
 3. loss = MSE(render over its background, target) + ``entropy_weight`` x opacity entropy
+   + ``distortion_weight`` x mean per-ray distortion (mip-NeRF 360; off by default)
    + ``ambient_weight`` x ramp x |ambient| on rays outside the lower-face rectangle; background
    and target per ray from :func:`ray_background_and_target` (random backgrounds: opaque heads).
 
@@ -23,7 +24,7 @@ from ..audio import attention_windows
 from ..data import TalkingHeadDataset
 from ..renderer import ndc_grid_pixels
 from .config import FitConfig
-from .losses import ambient_loss, opacity_entropy, ramp
+from .losses import ambient_loss, distortion_loss, opacity_entropy, ramp
 
 
 def draw_frames(config: FitConfig, step: int, num_frames: int) -> torch.Tensor:
@@ -119,6 +120,10 @@ def batch_loss(field, renderer: ImplicitRenderer, data: TalkingHeadDataset, indi
     pred = images[..., 0, :3] + (1.0 - opacity[..., None]) * background
     mse = torch.mean((pred - gt) ** 2)
     loss = mse + config.entropy_weight * opacity_entropy(opacity)
+    if config.distortion_weight > 0:
+        metric = bundle.directions.reshape(-1, 3).norm(dim=-1)[bundle.ray_indices].detach()  # t -> metric
+        loss = loss + config.distortion_weight * distortion_loss(
+            aux["weights"], bundle.t_starts * metric, bundle.t_ends * metric, bundle.packed_info).mean()
 
     # Ambient magnitude composited per ray with the (detached) weights, penalised outside the
     # lower face: audio may only move the mouth region.
