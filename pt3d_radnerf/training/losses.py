@@ -44,3 +44,16 @@ def distortion_loss(weights: torch.Tensor, t_starts: torch.Tensor, t_ends: torch
     pairs = 2.0 * w * (mid * before_w - before_wm)  # i > j terms, both orders
     per_sample = pairs + w * w * (t_ends - t_starts).double() / 3.0
     return torch.segment_reduce(per_sample, "sum", lengths=counts, unsafe=True).to(weights.dtype)
+
+
+def weights_from_sigma(sigma: torch.Tensor, deltas: torch.Tensor, packed_info: torch.Tensor) -> torch.Tensor:
+    """(S,) differentiable compositing weights ``T_i (1 - exp(-sigma_i delta_i))`` with
+    ``T_i = exp(-sum_{j<i} sigma_j delta_j)`` over each ray's earlier samples (packed as for
+    :func:`distortion_loss`; no early stop). The raymarcher's weights are detached: losses on
+    the weights themselves need these."""
+    counts = packed_info[:, 1]
+    ray = torch.repeat_interleave(torch.arange(len(counts), device=sigma.device), counts)
+    optical = (sigma * deltas).double()
+    before = torch.cumsum(optical, 0) - optical
+    before = before - before[packed_info[:, 0].clamp(max=max(len(optical) - 1, 0))[ray]]
+    return (torch.exp(-before) * -torch.expm1(-optical)).to(sigma.dtype)

@@ -24,7 +24,7 @@ from ..audio import attention_windows
 from ..data import TalkingHeadDataset
 from ..renderer import ndc_grid_pixels
 from .config import FitConfig
-from .losses import ambient_loss, distortion_loss, opacity_entropy, ramp
+from .losses import ambient_loss, distortion_loss, opacity_entropy, ramp, weights_from_sigma
 
 
 def draw_frames(config: FitConfig, step: int, num_frames: int) -> torch.Tensor:
@@ -121,9 +121,11 @@ def batch_loss(field, renderer: ImplicitRenderer, data: TalkingHeadDataset, indi
     mse = torch.mean((pred - gt) ** 2)
     loss = mse + config.entropy_weight * opacity_entropy(opacity)
     if config.distortion_weight > 0:
+        # On weights recomputed from the field's sigmas: the raymarcher's are detached.
         metric = bundle.directions.reshape(-1, 3).norm(dim=-1)[bundle.ray_indices].detach()  # t -> metric
+        weights = weights_from_sigma(torch.cat(aux_out["sigma"]), bundle.deltas().detach(), bundle.packed_info)
         loss = loss + config.distortion_weight * distortion_loss(
-            aux["weights"], bundle.t_starts * metric, bundle.t_ends * metric, bundle.packed_info).mean()
+            weights, bundle.t_starts * metric, bundle.t_ends * metric, bundle.packed_info).mean()
 
     # Ambient magnitude composited per ray with the (detached) weights, penalised outside the
     # lower face: audio may only move the mouth region.
