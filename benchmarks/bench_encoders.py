@@ -5,7 +5,7 @@ RAD-NeRF's spatial grid (3-D, 16 levels x 2, 2^16 rows, tiled, finest 2048) and 
 no spatial coherence, the worst case for the table caches). fwd+bwd back-propagates a fixed
 contiguous cotangent, as the MLP above the encoder hands it over in training.
 
-    python benchmarks/bench_encoders.py [--device cuda] [--write-readme] [--quick]
+    python benchmarks/bench_encoders.py [--device cuda] [--threads 2] [--write-readme] [--quick]
 """
 
 import os
@@ -44,7 +44,10 @@ def main():
     p = parser(__doc__)
     p.add_argument("--points", type=int, default=None, help="points per call (default 2^18)")
     p.add_argument("--quick", action="store_true", help="2^14 points, shorter timing (smoke run)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.points = args.points or (1 << 14 if args.quick else 1 << 18)
     min_time = 0.05 if args.quick else 0.5
     rows = []

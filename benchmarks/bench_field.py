@@ -8,11 +8,20 @@ renderer does. fwd+bwd backpropagates into every parameter. Baseline in the same
 field with both grid encoders replaced by the pure-PyTorch twin (``ops.reference.grid_encode``).
 
     python benchmarks/bench_field.py [--device cuda] [--log2-samples 15 17] [--threads N] [--write-readme]
+    python benchmarks/bench_field.py --bf16 [--ckpt CKPT] [--log2-samples 12 14] [--threads 2] [--write-readme]
+
+``--bf16``: whether bfloat16 autocast pays on the CPU at the render's batch sizes (a 128^2 frame's
+field calls have up to 2^14 samples). Forward without grad of ``field_call`` with the field's MLPs in float32 and under bfloat16 autocast
+(``field.mlp_autocast``), and of the MLPs' Linear layers alone at their per-sample shapes, float32
+vs autocast, measured interleaved in one run, and what it costs in accuracy: the largest
+colour error and relative density error of the autocast field against float32 (on a trained
+field with ``--ckpt``, else the random initialisation). README table ``field-bf16``.
 """
 
 import copy
 import os
 import sys
+import time
 import warnings
 from typing import Dict
 
@@ -108,13 +117,86 @@ def macs(field: AudioRadianceField) -> Dict[str, int]:
     return {"mlp_per_sample": counts[0] // 16, "audio_per_camera": sum(counts[1:]), "grid_per_sample": grid}
 
 
+def interleaved_best(fns: Dict[str, object], repeats: int) -> Dict[str, float]:
+    """Best seconds per call of each of ``fns``, timed in turns (a load spike hits all alike)."""
+    best = {k: float("inf") for k in fns}
+    for f in fns.values():  # warm-up
+        f()
+    for _ in range(repeats):
+        for k, f in fns.items():
+            start = time.perf_counter()
+            f()
+            best[k] = min(best[k], time.perf_counter() - start)
+    return best
+
+
+def bf16_table(field: AudioRadianceField, log2_samples, repeats: int) -> str:
+    """float32 vs bfloat16 autocast, forward without grad (see the module docstring)."""
+    shapes = [(field.encoder.output_dim if net is field.ambient_net and i == 0 else m.in_features, m.out_features)
+              for net in (field.ambient_net, field.sigma_net, field.color_net)
+              for i, m in enumerate(x for x in net if isinstance(x, torch.nn.Linear))]
+    rows = []
+    for k in log2_samples:
+        n = 2**k
+        inp = make_inputs(field, n)
+        xs = [torch.rand(n, i) for i, _ in shapes]
+        ws = [torch.randn(o, i) for i, o in shapes]
+
+        def mlps():
+            for x, w in zip(xs, ws):
+                torch.nn.functional.linear(x, w)
+
+        def mlps_bf16():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                mlps()
+
+        def call(dtype):
+            def run():
+                field.mlp_autocast = dtype
+                return field_call(field, inp)
+            return run
+
+        with torch.no_grad():
+            t = interleaved_best({"field": call(None), "field bf16": call(torch.bfloat16), "mlps": mlps,
+                                  "mlps bf16": mlps_bf16}, repeats)
+            sigma, rgb, _ = call(None)()
+            sigma_b, rgb_b, _ = call(torch.bfloat16)()
+            field.mlp_autocast = None
+        rgb_err = float((rgb_b.float() - rgb).abs().max())
+        sigma_err = float(((sigma_b.float() - sigma).abs() / sigma.abs().clamp_min(1e-3)).max())
+        for what in ("field", "mlps"):
+            rows.append([f"2^{k}", "query() + audio" if what == "field" else "MLP GEMMs only",
+                         f"{fmt_rate(n / t[what])} samples/s", f"{fmt_rate(n / t[what + ' bf16'])} samples/s",
+                         f"{t[what] / t[what + ' bf16']:.2f}x",
+                         f"{rgb_err:.1e} / {sigma_err:.1e}" if what == "field" else ""])
+            print(" | ".join(rows[-1]), flush=True)
+    return markdown_table(["samples", "what", "float32", "bf16 autocast", "speed-up",
+                           "max colour err / max rel. sigma err"], rows)
+
+
 def main():
     p = parser(__doc__)
-    p.add_argument("--log2-samples", type=int, nargs="+", default=[15, 17])
+    p.add_argument("--log2-samples", type=int, nargs="+", default=None, help="default 15 17 (--bf16: 12 14)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--bf16", action="store_true", help="float32 vs bfloat16 autocast, forward (CPU)")
+    p.add_argument("--ckpt", help="--bf16: a trained head checkpoint (default: a randomly initialised field)")
+    p.add_argument("--repeats", type=int, default=20, help="--bf16: timed calls of each variant")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.bf16:
+        torch.manual_seed(0)
+        if args.ckpt:
+            from pt3d_radnerf.training import HeadModel
+            field = HeadModel.from_checkpoint(args.ckpt).field.eval()
+        else:
+            field = AudioRadianceField("deepspeech").eval()
+        body = (f"{'trained field ' + os.path.basename(args.ckpt) if args.ckpt else 'random field'}, "
+                f"forward without grad, best of {args.repeats} interleaved calls\n\n")
+        publish("field-bf16", "cpu", body + bf16_table(field, args.log2_samples or [12, 14], args.repeats),
+                args.write_readme)
+        return
+    args.log2_samples = args.log2_samples or [15, 17]
     torch.manual_seed(0)
     field = AudioRadianceField("deepspeech").to(args.device)
     twin = with_twin_grids(field)

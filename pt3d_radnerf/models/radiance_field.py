@@ -155,6 +155,9 @@ class AudioRadianceField(nn.Module):
         self.encoder_dir = SHEncoder(degree=4)
         self.color_net = mlp(self.encoder_dir.output_dim + geo_feat_dim + ind_dim, hidden, 3, 2)
         self.individual_codes = nn.Parameter(torch.randn(self.num_frames, ind_dim) * 0.1)
+        # Inference option, not part of the model: run query()'s MLPs under torch.autocast with
+        # this dtype (e.g. torch.bfloat16; see README "Field"), outputs back in float32.
+        self.mlp_autocast: Optional[torch.dtype] = None
 
     # ---- parameter groups (RAD-NeRF: grids at lr, nets at lr_net, attention at 5 x lr_net) -----
     def param_groups(self, lr: float = 5e-3, lr_net: float = 5e-4):
@@ -276,10 +279,19 @@ class AudioRadianceField(nn.Module):
               eye: torch.Tensor, camera_index: Optional[torch.Tensor] = None):
         """Per point: points (N, 3), unit dirs (N, 3), audio_code (N, dim_aud) (or (B, dim_aud) per
         camera with camera_index (N,), or (1, dim_aud) for all), latent code (N, ind_dim), eye (N, 1)
-        -> sigma (N,), rgb (N, 3), ambient (N, 2)."""
-        sigma, geo, ambient = self._geometry(points, audio_code, eye, camera_index)
-        rgb = torch.sigmoid(self.color_net(torch.cat([self.encoder_dir(dirs), geo, code], -1)))
-        return sigma, rgb, ambient
+        -> sigma (N,), rgb (N, 3), ambient (N, 2). With ``mlp_autocast`` set (inference only,
+        under ``torch.no_grad()``) the MLPs run in that dtype and the outputs come back in float32."""
+        if self.mlp_autocast is None:
+            sigma, geo, ambient = self._geometry(points, audio_code, eye, camera_index)
+            rgb = torch.sigmoid(self.color_net(torch.cat([self.encoder_dir(dirs), geo, code], -1)))
+            return sigma, rgb, ambient
+        if torch.is_grad_enabled():
+            raise RuntimeError(f"mlp_autocast={self.mlp_autocast} is an inference option: query the field under "
+                               f"torch.no_grad(), or set mlp_autocast = None to train")
+        with torch.autocast(points.device.type, dtype=self.mlp_autocast):
+            sigma, geo, ambient = self._geometry(points, audio_code, eye, camera_index)
+            rgb = torch.sigmoid(self.color_net(torch.cat([self.encoder_dir(dirs), geo, code], -1)))
+        return sigma.float(), rgb.float(), ambient.float()
 
     def density(self, points: torch.Tensor, audio: Optional[torch.Tensor] = None, eye=None,
                 audio_code: Optional[torch.Tensor] = None, camera_index: Optional[torch.Tensor] = None,

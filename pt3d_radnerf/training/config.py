@@ -33,6 +33,11 @@ class FitConfig:
     lr_net: float = _opt(5e-4, "learning rate of the MLPs (attention: 5x)")
     lr_decay: float = _opt(0.1, "every learning rate decays exponentially to this factor over the run")
     entropy_weight: float = _opt(1e-4, "weight of the opacity entropy loss")
+    distortion_weight: float = _opt(0.0, "weight of mip-NeRF 360's distortion loss (concentrates each ray's "
+                                          "weights: sharper, denser surfaces)")
+    random_background: bool = _opt(
+        False, "with parsing/ maps: a random colour per ray behind head pixels and as background and target of "
+               "pure-background pixels (pushes the head to opacity; no effect without parsing/; see README)")
     ambient_weight: float = _opt(0.1, "weight of the ambient loss outside the lower face")
     ambient_ramp_iters: int = _opt(500, "steps over which the ambient weight ramps up linearly")
     t_thresh: float = _opt(1e-4, "a ray stops when its transmittance falls below this")
@@ -55,6 +60,8 @@ class FitConfig:
             if value is None and _is_optional(f.name):
                 continue
             kind = _base_type(f.name)
+            if kind is bool and not isinstance(value, bool):
+                raise TypeError(f"FitConfig.{f.name} must be a bool, got {value!r}")
             if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
                 raise TypeError(f"FitConfig.{f.name} must be an int, got {value!r}")
             if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -65,7 +72,7 @@ class FitConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("entropy_weight", "ambient_weight", "ambient_ramp_iters", "t_thresh",
+        for name in ("entropy_weight", "distortion_weight", "ambient_weight", "ambient_ramp_iters", "t_thresh",
                      "occupancy_warmup", "density_thresh", "validate_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -93,18 +100,31 @@ class FitConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "FitConfig":
+        """The config of a stored dict; fields it predates take the value that reproduces what
+        the version that wrote it did (:data:`LEGACY_VALUES`)."""
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"{source} has unknown FitConfig fields {unknown}")
-        return cls(**values)
+        return cls(**with_legacy_values(values))
 
 
 # Fields that do not change what is trained: they may differ on resume (the change is recorded).
 OPERATIONAL_FIELDS = ("checkpoint_every", "validate_every", "validate_frames")
 
+# Fields added after checkpoints were first written, with the value that means "what earlier
+# versions did" (a later default may differ).
+LEGACY_VALUES = {"random_background": False, "distortion_weight": 0.0}
+
+
+def with_legacy_values(stored: Mapping[str, Any]) -> Dict[str, Any]:
+    """``stored`` (a FitConfig dict) with the fields it predates set to their :data:`LEGACY_VALUES`."""
+    return {**{k: v for k, v in LEGACY_VALUES.items() if k not in stored}, **stored}
+
 
 def config_changes(stored: Mapping[str, Any], config: FitConfig) -> Dict[str, Tuple[Any, Any]]:
-    """``{field: (stored value, new value)}`` for every FitConfig field that differs."""
+    """``{field: (stored value, new value)}`` for every FitConfig field that differs (a field the
+    stored config predates counts with its legacy value)."""
+    stored = with_legacy_values(stored)
     new = config.to_dict()
     return {k: (stored.get(k), v) for k, v in new.items() if stored.get(k) != v}
 
@@ -192,6 +212,12 @@ def _parser_for(name: str):
     def parse(text: str):
         if optional and text.lower() == "none":
             return None
+        if kind is bool:
+            if text.lower() in ("true", "yes", "1"):
+                return True
+            if text.lower() in ("false", "no", "0"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
         try:
             return kind(text)
         except ValueError:

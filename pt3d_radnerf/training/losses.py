@@ -19,3 +19,41 @@ def ambient_loss(ambient_per_ray: torch.Tensor, inside_face: torch.Tensor) -> to
 def ramp(step: int, total: int) -> float:
     """RAD-NeRF's linear warm-up of the ambient loss weight: min(step / total, 1)."""
     return min(step / max(total, 1), 1.0)
+
+
+def distortion_loss(weights: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor,
+                    packed_info: torch.Tensor) -> torch.Tensor:
+    """(R,) mip-NeRF 360's distortion of each ray's weights: ``sum_ij w_i w_j |m_i - m_j| +
+    1/3 sum_i w_i^2 (t1_i - t0_i)`` over its samples (midpoints m), small when the weight sits
+    in one short interval (a sharp surface), large when it is spread along the ray.
+
+    Packed samples: ``weights``, ``t_starts``, ``t_ends`` (S,) in ray order, ``packed_info``
+    (R, 2) of (start, count) with each ray's samples contiguous, starts ascending. The pair sum
+    in O(S): sample i meets the earlier samples of its ray through their running sums of w and
+    w m, taken in float64 (differences of prefix sums over the whole batch); the per-ray sum is
+    a segment reduction (deterministic forward and backward).
+    """
+    counts = packed_info[:, 1]
+    ray = torch.repeat_interleave(torch.arange(len(counts), device=weights.device), counts)
+    w, mid = weights.double(), (0.5 * (t_starts + t_ends)).double()
+    before_w = torch.cumsum(w, 0) - w  # sum over all earlier samples of the batch
+    before_wm = torch.cumsum(w * mid, 0) - w * mid
+    first = packed_info[:, 0].clamp(max=max(len(w) - 1, 0))[ray]  # the ray's first sample
+    before_w = before_w - before_w[first]  # ... of the ray only
+    before_wm = before_wm - before_wm[first]
+    pairs = 2.0 * w * (mid * before_w - before_wm)  # i > j terms, both orders
+    per_sample = pairs + w * w * (t_ends - t_starts).double() / 3.0
+    return torch.segment_reduce(per_sample, "sum", lengths=counts, unsafe=True).to(weights.dtype)
+
+
+def weights_from_sigma(sigma: torch.Tensor, deltas: torch.Tensor, packed_info: torch.Tensor) -> torch.Tensor:
+    """(S,) differentiable compositing weights ``T_i (1 - exp(-sigma_i delta_i))`` with
+    ``T_i = exp(-sum_{j<i} sigma_j delta_j)`` over each ray's earlier samples (packed as for
+    :func:`distortion_loss`; no early stop). The raymarcher's weights are detached: losses on
+    the weights themselves need these."""
+    counts = packed_info[:, 1]
+    ray = torch.repeat_interleave(torch.arange(len(counts), device=sigma.device), counts)
+    optical = (sigma * deltas).double()
+    before = torch.cumsum(optical, 0) - optical
+    before = before - before[packed_info[:, 0].clamp(max=max(len(optical) - 1, 0))[ray]]
+    return (torch.exp(-before) * -torch.expm1(-optical)).to(sigma.dtype)

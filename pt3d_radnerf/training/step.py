@@ -4,8 +4,10 @@
    lower face drawn ``face_ray_weight`` times more often (the mouth is where audio matters);
 2. ``ImplicitRenderer(OccupancyGridRaysampler, OccupancyGridRaymarcher)`` renders them with each
    frame's audio window (8 x W x C), eye area and latent code;
-3. loss = MSE(render over bc.jpg, ground truth) + ``entropy_weight`` x opacity entropy
-   + ``ambient_weight`` x ramp x |ambient| on rays outside the lower-face rectangle.
+3. loss = MSE(render over its background, target) + ``entropy_weight`` x opacity entropy
+   + ``distortion_weight`` x mean per-ray distortion (mip-NeRF 360; off by default)
+   + ``ambient_weight`` x ramp x |ambient| on rays outside the lower-face rectangle; background
+   and target per ray from :func:`ray_background_and_target` (random backgrounds: opaque heads).
 
 The frames of step s are a function of (seed, s) (:func:`draw_frames`), so the trainer can ask
 the dataset to decode the next step's images ahead; every other random draw goes through the
@@ -22,8 +24,8 @@ from ..audio import attention_windows
 from ..data import TalkingHeadDataset
 from ..renderer import ndc_grid_pixels
 from .config import FitConfig
-from .distributed import mean_over_ranks, share
-from .losses import ambient_loss, opacity_entropy, ramp
+from .distributed import mean_over_ranks, share, world_size
+from .losses import ambient_loss, distortion_loss, opacity_entropy, ramp, weights_from_sigma
 
 
 def draw_frames(config: FitConfig, step: int, num_frames: int) -> torch.Tensor:
@@ -56,6 +58,50 @@ def per_ray_sum(values: torch.Tensor, packed_info: torch.Tensor) -> torch.Tensor
     return torch.segment_reduce(values, "sum", lengths=counts, unsafe=True)
 
 
+def _pixels(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(B, n, ...) pixels (rows, cols) (B, n) of per-item ``images`` (B, H, W, ...)."""
+    cam = torch.arange(images.shape[0], device=rows.device)[:, None]
+    return images.to(rows.device)[cam, rows, cols]
+
+
+def ray_background_and_target(data: TalkingHeadDataset, indices: torch.Tensor, rows: torch.Tensor,
+                              cols: torch.Tensor, random_background: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """What lies behind each training ray and the colour it must reproduce: (background, target),
+    (B, n, 3) each, for pixels (rows, cols) (B, n) of items ``indices`` (B,), on rows' device.
+
+    By default the head is trained over what lies behind it in the frame (the ground-truth torso
+    on bc.jpg when the folder has torso_imgs/, RAD-NeRF's; else bc.jpg) against the frame.
+    Over a known background a translucent head with colours pushed away from it reproduces the
+    frame as well as an opaque one, and its rays never stop early. With ``random_background``
+    and the folder's parsing/ maps (``data.has_parsing``) the background is a random colour per
+    ray (uniform in [0, 1]^3, drawn from the global torch RNG on the CPU: checkpointed, so
+    resumed runs draw the same) wherever nothing of the frame lies behind the head:
+
+    * head pixels (``data.head_mask``): background random, target the frame. Only an opaque head
+      (transmittance 0) hides a colour it cannot predict;
+    * pure-background pixels (not head, no torso alpha; every non-head pixel without torso
+      images): background and target the same random colour: the field must be empty there;
+    * torso pixels (torso alpha > 0): unchanged, the ground-truth torso is what lies behind.
+
+    Without parsing/ (or ``random_background=False``) the default; no random numbers are drawn.
+    """
+    target = _pixels(torch.stack([data.image(int(i)) for i in indices]), rows, cols)  # (B, n, 3), no grad
+    background = _pixels(torch.stack([data.head_background(int(i)) for i in indices]), rows, cols)
+    if not (random_background and data.has_parsing):
+        return background, target
+    head = _pixels(torch.stack([data.head_mask(int(i)) for i in indices]), rows, cols)  # (B, n) bool
+    empty = ~head
+    if data.has_torso:
+        empty &= _pixels(torch.stack([data.torso_rgba(int(i))[..., 3] for i in indices]), rows, cols) == 0
+    # Drawn for the whole step's batch and cut to this process's cameras (see .distributed): every
+    # process consumes the same random numbers and a ray's colour does not depend on the split.
+    batch = rows.shape[0] * world_size()
+    colour = torch.rand(batch, rows.shape[1], 3)[share(batch)].to(rows.device)
+    background = torch.where((head | empty)[..., None], colour, background)
+    target = torch.where(empty[..., None], colour, target)
+    return background, target
+
+
 def batch_loss(field, renderer: ImplicitRenderer, data: TalkingHeadDataset, indices: torch.Tensor,
                step: int, config: FitConfig, device: torch.device) -> Tuple[torch.Tensor, Dict[str, float]]:
     """Renders the rays of training items ``indices`` (B,) and returns (loss, stats).
@@ -74,16 +120,17 @@ def batch_loss(field, renderer: ImplicitRenderer, data: TalkingHeadDataset, indi
         n_rays_per_image=config.rays_per_camera, stratified_sampling=True, return_aux=True, aux_out=aux_out,
     )
     rows, cols = ndc_grid_pixels(bundle.xys[..., 0, :], data.width, data.height)  # (B, n) each
-    target = torch.stack([data.image(int(i)) for i in indices]).to(device)  # (B, H, W, 3)
-    cam = torch.arange(len(indices), device=device)[:, None]
-    gt = target[cam, rows, cols]  # (B, n, 3), no grad
+    background, gt = ray_background_and_target(data, indices, rows, cols, config.random_background)
     opacity = images[..., 0, 3]  # (B, n)
-    # The head is trained over what lies behind it: the ground-truth torso on bc.jpg when the
-    # folder has torso_imgs/ (RAD-NeRF), else bc.jpg.
-    background = torch.stack([data.head_background(int(i)) for i in indices]).to(device)  # (B, H, W, 3)
-    pred = images[..., 0, :3] + (1.0 - opacity[..., None]) * background[cam, rows, cols]
+    pred = images[..., 0, :3] + (1.0 - opacity[..., None]) * background
     mse = torch.mean((pred - gt) ** 2)
     loss = mse + config.entropy_weight * opacity_entropy(opacity)
+    if config.distortion_weight > 0:
+        # On weights recomputed from the field's sigmas: the raymarcher's are detached.
+        metric = bundle.directions.reshape(-1, 3).norm(dim=-1)[bundle.ray_indices].detach()  # t -> metric
+        weights = weights_from_sigma(torch.cat(aux_out["sigma"]), bundle.deltas().detach(), bundle.packed_info)
+        loss = loss + config.distortion_weight * distortion_loss(
+            weights, bundle.t_starts * metric, bundle.t_ends * metric, bundle.packed_info).mean()
 
     # Ambient magnitude composited per ray with the (detached) weights, penalised outside the
     # lower face: audio may only move the mouth region.
