@@ -179,7 +179,10 @@ def bench_model(ckpt: str, data: TalkingHeadDataset, sizes, frames: int, repeats
                     best = (layers, stats)
             runs.append(best)
         mean = {k: sum(s[k] for _, s in runs) / len(runs) for k in runs[0][1]}
-        rate = gemm_flops_per_s(shapes, max(int(mean["samples"] / max(mean["calls"], 1)), 1), device, repeats=5)
+        call_rows = max(int(mean["samples"] / max(mean["calls"], 1)), 1)  # the MLPs' rows per GEMM:
+        if model.field.query_chunk and not bf16:  # a call's pieces of query_chunk points (float32, no grad)
+            call_rows = min(call_rows, model.field.query_chunk)
+        rate = gemm_flops_per_s(shapes, call_rows, device, repeats=5)
         floor = mean["samples"] * 2.0 * macs / rate
         quality = ""
         if size == data.height == data.width:

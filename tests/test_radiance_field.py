@@ -265,3 +265,34 @@ def test_constructor_takes_plain_values():
     assert (f.audio_window, f.audio_width, f.audio_type) == (2, 7, "custom")
     assert f.aabb == (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0) and f.bound == 1.0 and f.default_eye == 0.0
     assert f.individual_codes.shape == (3, 2) and f.encode_audio(torch.randn(4, 2, 7)).shape == (4, 8)
+
+
+@pytest.mark.parametrize("per_camera", [True, False])
+def test_query_without_grad_in_chunks_equals_one_piece(field, per_camera):
+    """query_chunk (an inference option) cuts per-point inputs only: per-camera codes with
+    camera_index, or a shared one, pass whole; the result equals one piece to GEMM rounding and
+    the outputs keep their order (a ragged last piece included)."""
+    torch.manual_seed(3)
+    n = 1000
+    points = torch.rand(n, 3) * 0.6 - 0.3
+    dirs = torch.nn.functional.normalize(torch.randn(n, 3), dim=-1)
+    code, eye = torch.randn(n, 4), torch.rand(n, 1)
+    if per_camera:
+        audio_code, camera_index = torch.randn(3, 64), torch.randint(0, 3, (n,))
+    else:
+        audio_code, camera_index = torch.randn(n, 64), None
+    try:
+        with torch.no_grad():
+            field.query_chunk = None
+            whole = field.query(points, dirs, audio_code, code, eye, camera_index)
+            field.query_chunk = 96  # 10 full pieces and a ragged one
+            pieces = field.query(points, dirs, audio_code, code, eye, camera_index)
+        field.query_chunk = 96
+        with_grad = field.query(points, dirs, audio_code, code, eye, camera_index)  # one piece: autograd
+    finally:
+        field.query_chunk = 4096
+    for a, b, c in zip(whole, pieces, with_grad):
+        assert a.shape == b.shape
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(c.detach(), a, rtol=1e-5, atol=1e-6)
+    assert with_grad[0].requires_grad

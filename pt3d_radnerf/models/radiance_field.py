@@ -158,6 +158,11 @@ class AudioRadianceField(nn.Module):
         # Inference option, not part of the model: run query()'s MLPs under torch.autocast with
         # this dtype (e.g. torch.bfloat16; see README "Field"), outputs back in float32.
         self.mlp_autocast: Optional[torch.dtype] = None
+        # Inference option: query() without grad and in float32 runs in pieces of this many points
+        # (None: in one piece). A piece's MLP activations stay in cache: on 2 CPU threads float32
+        # F.linear at the field's shapes runs ~2.5x faster per row at 4096 rows than at 2^17 (450^2
+        # renders 1.0 -> 0.65 s). bfloat16 autocast GEMMs run best on whole calls (0.48 vs 0.62 s).
+        self.query_chunk: Optional[int] = 4096
 
     # ---- parameter groups (RAD-NeRF: grids at lr, nets at lr_net, attention at 5 x lr_net) -----
     def param_groups(self, lr: float = 5e-3, lr_net: float = 5e-4):
@@ -280,7 +285,24 @@ class AudioRadianceField(nn.Module):
         """Per point: points (N, 3), unit dirs (N, 3), audio_code (N, dim_aud) (or (B, dim_aud) per
         camera with camera_index (N,), or (1, dim_aud) for all), latent code (N, ind_dim), eye (N, 1)
         -> sigma (N,), rgb (N, 3), ambient (N, 2). With ``mlp_autocast`` set (inference only,
-        under ``torch.no_grad()``) the MLPs run in that dtype and the outputs come back in float32."""
+        under ``torch.no_grad()``) the MLPs run in that dtype and the outputs come back in float32.
+        Without grad and autocast, ``query_chunk`` points at a time (equal to one piece up to GEMM
+        rounding)."""
+        n, chunk = points.shape[0], self.query_chunk
+        if chunk is not None and n > chunk and not torch.is_grad_enabled() and self.mlp_autocast is None:
+            # Per-point inputs are cut; per-camera audio codes (with camera_index) or one shared
+            # (1, dim_aud) code pass whole.
+            per_point = camera_index is None and audio_code.shape[0] == n
+            pieces = []
+            for s in range(0, n, chunk):
+                cut = slice(s, s + chunk)
+                pieces.append(self._query(points[cut], dirs[cut], audio_code[cut] if per_point else audio_code,
+                                          code[cut], eye[cut], None if camera_index is None else camera_index[cut]))
+            return tuple(torch.cat(parts) for parts in zip(*pieces))
+        return self._query(points, dirs, audio_code, code, eye, camera_index)
+
+    def _query(self, points, dirs, audio_code, code, eye, camera_index):
+        """query() in one piece."""
         if self.mlp_autocast is None:
             sigma, geo, ambient = self._geometry(points, audio_code, eye, camera_index)
             rgb = torch.sigmoid(self.color_net(torch.cat([self.encoder_dir(dirs), geo, code], -1)))
