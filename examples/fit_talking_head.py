@@ -196,25 +196,6 @@ def prepare(args, root=None):
     return stage, root, train, val, model, new_audio
 
 
-def prepare_all(args):
-    """:func:`prepare` on every process of the job (rank 0 first: it makes the dataset the others
-    read); None on every process if it failed on any (each failing process prints why)."""
-    prepared, root = None, None
-    if distributed.is_main():
-        try:
-            prepared = prepare(args)
-            root = prepared[1]
-        except (OSError, ValueError, TypeError) as err:
-            print(f"fit_talking_head.py: error: {err}", file=sys.stderr)
-    root = distributed.broadcast_object(root)
-    if root is not None and not distributed.is_main():
-        try:
-            prepared = prepare(args, root)
-        except (OSError, ValueError, TypeError) as err:
-            print(f"fit_talking_head.py: error (rank {distributed.rank()}): {err}", file=sys.stderr)
-    return prepared if distributed.all_true(prepared is not None) else None
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     joined_here = distributed.world_size() == 1  # not called inside a running job (tests)
@@ -241,7 +222,8 @@ def main(argv=None) -> int:
 def run(args) -> int:
     """Prepares, trains (every process) and evaluates (rank 0); returns the exit status."""
     torch.set_num_threads(args.threads)
-    prepared = prepare_all(args)
+    prepared = distributed.prepare_everywhere(lambda root: prepare(args, root), lambda p: p[1],
+                                               "fit_talking_head.py")
     if prepared is None:
         return 2
     stage, root, train, val, model, new_audio = prepared

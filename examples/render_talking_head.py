@@ -77,24 +77,6 @@ def prepare(args, root=None):
     return model, data, clips
 
 
-def prepare_all(args):
-    """:func:`prepare` on every process (rank 0 first); None everywhere if it failed anywhere."""
-    prepared, root = None, None
-    if distributed.is_main():
-        try:
-            prepared = prepare(args)
-            root = prepared[1].root
-        except (OSError, ValueError, TypeError) as err:
-            print(f"render_talking_head.py: error: {err}", file=sys.stderr)
-    root = distributed.broadcast_object(root)
-    if root is not None and not distributed.is_main():
-        try:
-            prepared = prepare(args, root)
-        except (OSError, ValueError, TypeError) as err:
-            print(f"render_talking_head.py: error (rank {distributed.rank()}): {err}", file=sys.stderr)
-    return prepared if distributed.all_true(prepared is not None) else None
-
-
 def render_clip(model, data: TalkingHeadDataset, audio, path: str, progress: bool) -> None:
     """Renders every frame of one clip (split across the processes) and, on rank 0, encodes them
     in order into ``path`` with the clip's sound."""
@@ -113,7 +95,8 @@ def render_clip(model, data: TalkingHeadDataset, audio, path: str, progress: boo
 
 def run(args) -> int:
     torch.set_num_threads(args.threads)
-    prepared = prepare_all(args)
+    prepared = distributed.prepare_everywhere(lambda root: prepare(args, root), lambda p: p[1].root,
+                                               "render_talking_head.py")
     if prepared is None:
         return 2
     model, data, clips = prepared

@@ -49,12 +49,12 @@ def _env():
     return dict(os.environ, PYTHONPATH=ROOT)
 
 
-def test_kill_during_training_then_resume_is_bit_exact(root, speech, tmp_path):
-    cut_ws = str(tmp_path / "cut")
-
-    child = subprocess.Popen(_command(root, speech, cut_ws), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             env=_env())
-    first = os.path.join(cut_ws, "checkpoints", "model_0000003.pth")
+def kill_after_checkpoint(command, workspace: str, prefix: str, iters: int) -> None:
+    """Starts ``command``, SIGKILLs it as soon as its step-3 checkpoint ``<prefix>_0000003.pth``
+    exists (mid-training: fewer than ``iters`` steps saved, no metrics.json), and leaves what a
+    kill during a write leaves: a temporary beside the checkpoints."""
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+    first = os.path.join(workspace, "checkpoints", f"{prefix}_0000003.pth")
     deadline = time.time() + 300
     while not os.path.exists(first) and child.poll() is None and time.time() < deadline:
         time.sleep(0.005)
@@ -62,12 +62,17 @@ def test_kill_during_training_then_resume_is_bit_exact(root, speech, tmp_path):
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     child.stderr.close()
-    steps = [int(f[6:13]) for f in os.listdir(os.path.join(cut_ws, "checkpoints")) if f.startswith("model_")]
-    assert steps and max(steps) < ITERS, steps  # killed mid-training
-    assert not os.path.exists(os.path.join(cut_ws, "metrics.json"))
-    # What a kill during a write leaves: a temporary beside the target.
-    with open(os.path.join(cut_ws, "checkpoints", TEMP_PREFIX + "killed.pth"), "wb") as f:
+    steps = [int(f[len(prefix) + 1 : len(prefix) + 8]) for f in os.listdir(os.path.join(workspace, "checkpoints"))
+             if f.startswith(prefix + "_")]
+    assert steps and max(steps) < iters, steps  # killed mid-training
+    assert not os.path.exists(os.path.join(workspace, "metrics.json"))
+    with open(os.path.join(workspace, "checkpoints", TEMP_PREFIX + "killed.pth"), "wb") as f:
         f.write(b"\0" * 1000)
+
+
+def test_kill_during_training_then_resume_is_bit_exact(root, speech, tmp_path):
+    cut_ws = str(tmp_path / "cut")
+    kill_after_checkpoint(_command(root, speech, cut_ws), cut_ws, "model", ITERS)
 
     again = subprocess.run(_command(root, speech, cut_ws, "--resume"), capture_output=True, text=True, env=_env())
     assert again.returncode == 0, again.stderr[-3000:]

@@ -4,9 +4,7 @@ uninterrupted torso run (2 threads), and the first call, on a workspace holding 
 starts the torso stage afresh."""
 
 import os
-import signal
 import subprocess
-import time
 
 import torch
 
@@ -16,7 +14,7 @@ from pt3d_radnerf.training import HeadModel, TalkingHeadTrainer, TorsoTrainer, r
 
 from .fit_helpers import _flatten, cli_flags, differing, tiny_config
 from .test_interruption import CONFIG as HEAD_CONFIG
-from .test_interruption import _command, _env, root, speech  # noqa: F401 (fixtures)
+from .test_interruption import _command, _env, kill_after_checkpoint, root, speech  # noqa: F401 (fixtures)
 
 ITERS = 15
 TORSO_CONFIG = tiny_config(iters=ITERS, checkpoint_every=3, rays_per_camera=128)
@@ -44,20 +42,7 @@ def test_kill_torso_stage_then_resume_is_bit_exact(root, speech, tmp_path):
     # _command's flags are the head's config; the torso stage's come after them and win.
     command = _command(root, speech, ws, "--torso", "--resume", *cli_flags(TORSO_CONFIG))
 
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
-    first = os.path.join(ws, "checkpoints", "torso_0000003.pth")
-    deadline = time.time() + 300
-    while not os.path.exists(first) and child.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    assert child.poll() is None, "the run ended before it could be killed: " + child.stderr.read().decode()[-2000:]
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    child.stderr.close()
-    steps = [int(f[6:13]) for f in os.listdir(os.path.join(ws, "checkpoints")) if f.startswith("torso_")]
-    assert steps and max(steps) < ITERS, steps  # killed mid-training
-    assert not os.path.exists(os.path.join(ws, "metrics.json"))
-    with open(os.path.join(ws, "checkpoints", TEMP_PREFIX + "killed.pth"), "wb") as f:  # a kill mid-write
-        f.write(b"\0" * 1000)
+    kill_after_checkpoint(command, ws, "torso", ITERS)
 
     again = subprocess.run(command, capture_output=True, text=True, env=_env())
     assert again.returncode == 0, again.stderr[-3000:]

@@ -23,8 +23,9 @@ gathered to rank 0 in order, one frame per rank per round.
 """
 
 import os
+import sys
 from dataclasses import replace
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -109,6 +110,28 @@ def all_true(flag: bool) -> bool:
     value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=comm_device())
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
     return bool(value.item())
+
+
+def prepare_everywhere(prepare: Callable[[Optional[str]], Any], root_of: Callable[[Any], str], program: str):
+    """Runs a command line's input checks on every process: ``prepare(None)`` on rank 0 first (it
+    may generate the dataset), then ``prepare(root)`` on the others with rank 0's dataset folder
+    (``root_of(rank 0's result)``). Returns this process's result, or None on every process when
+    it failed (OSError, ValueError, TypeError) on any; each failing process prints why, prefixed
+    with ``program``."""
+    prepared, root = None, None
+    if is_main():
+        try:
+            prepared = prepare(None)
+            root = root_of(prepared)
+        except (OSError, ValueError, TypeError) as err:
+            print(f"{program}: error: {err}", file=sys.stderr)
+    root = broadcast_object(root)
+    if root is not None and not is_main():
+        try:
+            prepared = prepare(root)
+        except (OSError, ValueError, TypeError) as err:
+            print(f"{program}: error (rank {rank()}): {err}", file=sys.stderr)
+    return prepared if all_true(prepared is not None) else None
 
 
 def default_threads(cpu_count: Optional[int] = None) -> int:
