@@ -130,3 +130,16 @@ def pack_info(ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
     counts = torch.bincount(ray_indices, minlength=n_rays)[:n_rays]
     starts = torch.cumsum(counts, 0) - counts
     return torch.stack([starts, counts], -1)
+
+
+def exclusive_cumsum_per_ray(values: torch.Tensor, packed_info: torch.Tensor) -> torch.Tensor:
+    """(S,) float64: for each packed sample, the sum of ``values`` (S,) over the earlier samples
+    of its ray (0 at a ray's first sample). ``packed_info`` (R, 2) of (start, count), each ray's
+    samples contiguous, starts ascending. One batch-wide cumsum minus its value at each ray's
+    first sample, in float64 (differences of prefix sums over the whole batch)."""
+    counts = packed_info[:, 1]
+    ray = torch.repeat_interleave(torch.arange(len(counts), device=values.device), counts,
+                                  output_size=values.shape[0])
+    v = values.double()
+    before = torch.cumsum(v, 0) - v  # over all earlier samples of the batch
+    return before - before[packed_info[ray, 0]]  # ... of the sample's ray only

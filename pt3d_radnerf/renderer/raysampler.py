@@ -47,7 +47,7 @@ from torch import nn
 from .. import ops
 from ..ops.composite import DENSITY_MODES, PYTORCH3D_EPS
 from .occupancy_grid import OccupancyGrid
-from .ray_bundle import PackedRayBundle, pack_info
+from .ray_bundle import PackedRayBundle, exclusive_cumsum_per_ray, pack_info
 from .raymarcher import RAYMARCHER_CALL_OPTIONS
 
 # Options that may be overridden per call (forward's kwargs).
@@ -512,8 +512,8 @@ class OccupancyGridRaysampler(nn.Module):
 
     @torch.no_grad()
     def _prune(self, volumetric_function, rays: PackedRayBundle, ray_idx, t0, t1, info, field_kwargs):
-        """Sigma pruning: keep the samples with alpha >= alpha_thre and, with t_thresh > 0, a
-        non-zero weight from ``ops.composite`` (sigma mode, t_thresh, eps: its stopping rule)."""
+        """Sigma pruning: keep the samples with alpha >= alpha_thre and, with t_thresh > 0, the
+        ones the raymarcher reaches (transmittance in front of them >= t_thresh, its stopping rule)."""
         density = getattr(volumetric_function, "density", None)
         if density is None:
             raise ValueError("alpha_thre / t_thresh pruning needs volumetric_function.density(points, ...)")
@@ -536,10 +536,7 @@ class OccupancyGridRaysampler(nn.Module):
             # for tau below ~3e-8, and a transparent start (the tutorial field's) would lose all
             # its samples and every gradient that could make it opaque.
             log_t = torch.log(torch.exp(-tau.double()) + self.eps)
-            cum = torch.cumsum(log_t, 0)
-            first = info[ray_idx, 0]  # each sample's ray's first sample
-            before = cum - log_t - (cum[first] - log_t[first])
-            keep &= before >= math.log(self.t_thresh)
+            keep &= exclusive_cumsum_per_ray(log_t, info) >= math.log(self.t_thresh)
         ray_idx, t0, t1 = ray_idx[keep], t0[keep], t1[keep]
         return ray_idx, t0, t1, pack_info(ray_idx, info.shape[0])
 

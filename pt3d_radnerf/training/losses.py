@@ -2,6 +2,8 @@
 
 import torch
 
+from ..renderer.ray_bundle import exclusive_cumsum_per_ray
+
 
 def opacity_entropy(opacity: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Mean binary entropy (bits) of per-ray opacities: pushes each ray to empty or solid."""
@@ -33,17 +35,12 @@ def distortion_loss(weights: torch.Tensor, t_starts: torch.Tensor, t_ends: torch
     w m, taken in float64 (differences of prefix sums over the whole batch); the per-ray sum is
     a segment reduction (deterministic forward and backward).
     """
-    counts = packed_info[:, 1]
-    ray = torch.repeat_interleave(torch.arange(len(counts), device=weights.device), counts)
     w, mid = weights.double(), (0.5 * (t_starts + t_ends)).double()
-    before_w = torch.cumsum(w, 0) - w  # sum over all earlier samples of the batch
-    before_wm = torch.cumsum(w * mid, 0) - w * mid
-    first = packed_info[:, 0].clamp(max=max(len(w) - 1, 0))[ray]  # the ray's first sample
-    before_w = before_w - before_w[first]  # ... of the ray only
-    before_wm = before_wm - before_wm[first]
+    before_w = exclusive_cumsum_per_ray(w, packed_info)  # over the ray's earlier samples
+    before_wm = exclusive_cumsum_per_ray(w * mid, packed_info)
     pairs = 2.0 * w * (mid * before_w - before_wm)  # i > j terms, both orders
     per_sample = pairs + w * w * (t_ends - t_starts).double() / 3.0
-    return torch.segment_reduce(per_sample, "sum", lengths=counts, unsafe=True).to(weights.dtype)
+    return torch.segment_reduce(per_sample, "sum", lengths=packed_info[:, 1], unsafe=True).to(weights.dtype)
 
 
 def weights_from_sigma(sigma: torch.Tensor, deltas: torch.Tensor, packed_info: torch.Tensor) -> torch.Tensor:
@@ -51,9 +48,6 @@ def weights_from_sigma(sigma: torch.Tensor, deltas: torch.Tensor, packed_info: t
     ``T_i = exp(-sum_{j<i} sigma_j delta_j)`` over each ray's earlier samples (packed as for
     :func:`distortion_loss`; no early stop). The raymarcher's weights are detached: losses on
     the weights themselves need these."""
-    counts = packed_info[:, 1]
-    ray = torch.repeat_interleave(torch.arange(len(counts), device=sigma.device), counts)
     optical = (sigma * deltas).double()
-    before = torch.cumsum(optical, 0) - optical
-    before = before - before[packed_info[:, 0].clamp(max=max(len(optical) - 1, 0))[ray]]
+    before = exclusive_cumsum_per_ray(optical, packed_info)
     return (torch.exp(-before) * -torch.expm1(-optical)).to(sigma.dtype)
