@@ -141,7 +141,7 @@ def batch_loss(field, renderer: ImplicitRenderer, data: TalkingHeadDataset, indi
               & (rows < rects[:, 3:4]))
     loss = loss + config.ambient_weight * ramp(step, config.ambient_ramp_iters) * ambient_loss(
         amb_ray, inside.reshape(-1))
-    return loss, _stats(loss, mse, bundle)
+    return loss, batch_stats(loss, mse, samples_per_ray=bundle.n_samples / max(bundle.n_rays, 1))
 
 
 def _global_rays_local_items(data: TalkingHeadDataset, indices: torch.Tensor, config: FitConfig,
@@ -153,8 +153,9 @@ def _global_rays_local_items(data: TalkingHeadDataset, indices: torch.Tensor, co
             indices[share(len(indices))])
 
 
-def _stats(loss: torch.Tensor, mse: torch.Tensor, bundle) -> Dict[str, float]:
-    """The step's loss, PSNR of the batch MSE and samples per ray, over the global batch
-    (averaged over processes: each holds an equal share of the rays)."""
-    loss_v, mse_v, spr = mean_over_ranks(loss.detach(), mse.detach(), bundle.n_samples / max(bundle.n_rays, 1))
-    return {"loss": loss_v, "psnr": -10.0 * math.log10(max(mse_v, 1e-10)), "samples_per_ray": spr}
+def batch_stats(loss: torch.Tensor, mse: torch.Tensor, **means) -> Dict[str, float]:
+    """A step's logged stats over the global batch: ``loss``, ``psnr`` of the batch MSE and the
+    other per-process means ``means`` (numbers), each averaged over the processes (each holds an
+    equal share of the rays)."""
+    loss_v, mse_v, *rest = mean_over_ranks(loss.detach(), mse.detach(), *means.values())
+    return {"loss": loss_v, "psnr": -10.0 * math.log10(max(mse_v, 1e-10)), **dict(zip(means, rest))}

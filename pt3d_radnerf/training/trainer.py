@@ -26,7 +26,6 @@ bc.jpg, plus ``entropy_weight`` x the entropy of alpha; the head is not rendered
 resume and render on their own.
 """
 
-import math
 import os
 import time
 from typing import Any, Dict, List, Optional
@@ -41,11 +40,11 @@ from ..data import TalkingHeadDataset
 from ..models import TorsoField
 from .checkpoint import STAGE_PREFIXES, AtomicCheckpointer, RNGState
 from .config import OPERATIONAL_FIELDS, FitConfig, ModelSpec, check_audio_compatible, config_changes
-from .distributed import ShardedRaysampler, check_divisible, is_main, mean_over_ranks, share, world_size, wrap_ddp
+from .distributed import ShardedRaysampler, check_divisible, is_main, share, world_size, wrap_ddp
 from .inference import HeadModel, HeadTorsoModel
 from .losses import opacity_entropy
 from .metrics import psnr
-from .step import batch_loss, draw_frames
+from .step import batch_loss, batch_stats, draw_frames
 
 
 class _Progress:
@@ -355,8 +354,7 @@ class TorsoTrainer(StageTrainer):
         pred = rgb * alpha + data.background.to(self.device)[rows, cols] * (1.0 - alpha)
         mse = torch.mean((pred - target) ** 2)
         loss = mse + cfg.entropy_weight * opacity_entropy(alpha)
-        loss_v, mse_v = mean_over_ranks(loss.detach(), mse.detach())
-        return loss, {"loss": loss_v, "psnr": -10.0 * math.log10(max(mse_v, 1e-10))}
+        return loss, batch_stats(loss, mse)
 
     def train_step(self, step: int) -> Dict[str, float]:
         self._set_learning_rates(step)
