@@ -18,7 +18,6 @@
 
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -36,17 +35,9 @@ from pt3d_radnerf.data.synthetic import SyntheticConfig, ensure_synthetic  # noq
 from pt3d_radnerf.training import FitConfig, TalkingHeadTrainer, distributed  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _join(rank: int, world: int, port: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
+    distributed.join_local(rank, world, port)
     torch.set_num_threads(distributed.default_threads())
-    distributed.init_from_env("cpu")
 
 
 class _Timer:
@@ -133,7 +124,7 @@ def render_worker(rank: int, world: int, port: int, opts: dict) -> None:
 
 def _run(worker, world: int, opts: dict, name: str) -> dict:
     # a fresh process for 1 too: every configuration starts alike (imports, allocator, threads)
-    mp.spawn(worker, args=(world, _free_port(), opts), nprocs=world, join=True)
+    mp.spawn(worker, args=(world, distributed.free_port(), opts), nprocs=world, join=True)
     with open(os.path.join(opts["out"], f"{name}_{world}.json")) as f:
         return json.load(f)
 

@@ -11,7 +11,6 @@ through files outside the workspaces; the single-process references run in this 
 import importlib.util
 import json
 import os
-import socket
 import sys
 
 import numpy as np
@@ -23,7 +22,7 @@ from pt3d_radnerf.data import TalkingHeadDataset
 from pt3d_radnerf.data.synthetic import SyntheticConfig, ensure_synthetic
 from pt3d_radnerf.renderer import OccupancyGridRaysampler
 from pt3d_radnerf.training import HeadModel, ModelSpec, TalkingHeadTrainer, TorsoTrainer, read_checkpoint
-from pt3d_radnerf.training.distributed import share, slice_cameras
+from pt3d_radnerf.training.distributed import free_port, share, slice_cameras
 
 from .fit_helpers import ROOT, cli_flags, load_cli, tiny_config
 
@@ -37,12 +36,6 @@ def _config():
     # backgrounds (the synthetic folder has parsing/): their colours must not depend on the split.
     return tiny_config(iters=STEPS, cameras_per_step=4, rays_per_camera=48, checkpoint_every=3,
                        random_background=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _load_render_cli():
@@ -96,12 +89,10 @@ def _torso_trainer(torso_root: str, workspace: str) -> TorsoTrainer:
 
 
 def _worker(rank: int, port: int, root: str, tmp: str, ckpt: str, clips: list, torso_root: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD))
-    torch.set_num_threads(1)
     from pt3d_radnerf.training import distributed
 
-    distributed.init_from_env("cpu")
+    distributed.join_local(rank, WORLD, port)
+    torch.set_num_threads(1)
     writes: list = []
     if rank != 0:  # rank 1 must not write into either workspace (nor start an encoder)
         _writes_under(os.path.join(tmp, "ws"), writes)
@@ -186,7 +177,7 @@ def spawned(root, single, clips, torso_root, tmp_path_factory):
     """Runs :func:`_worker` on 2 processes; returns (tmp folder, rank 0's and rank 1's results)."""
     tmp = str(tmp_path_factory.mktemp("dist"))
     ckpt = os.path.join(single[2], "checkpoints", f"model_{STEPS:07d}.pth")
-    mp.spawn(_worker, args=(_free_port(), root, tmp, ckpt, clips, torso_root), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), root, tmp, ckpt, clips, torso_root), nprocs=WORLD, join=True)
     return tmp, [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=False) for r in range(WORLD)]
 
 

@@ -23,6 +23,7 @@ gathered to rank 0 in order, one frame per rank per round.
 """
 
 import os
+import socket
 import sys
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Optional, Tuple
@@ -81,6 +82,22 @@ def init_from_env(device: str) -> str:
         device = f"cuda:{local}"
     dist.init_process_group(backend="nccl" if cuda else "gloo")
     return device
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, the rendezvous of a job spawned on this host (tests, benchmarks)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def join_local(rank: int, world: int, port: int, device: str = "cpu") -> str:
+    """Joins, as ``rank``, a job of ``world`` processes spawned on this host without torchrun
+    (e.g. torch.multiprocessing.spawn) with its rendezvous at 127.0.0.1:``port``: sets the
+    environment torchrun would set and returns :func:`init_from_env`'s device."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
+    return init_from_env(device)
 
 
 def shutdown() -> None:
