@@ -30,12 +30,13 @@ def _folder(root, torso: bool, parsing: bool = True):
         torsos = write_torso_folder(root)
     else:
         make_folder(root)
-    return (write_parsing(root) if parsing else None), torsos
+    return (write_parsing(root, block=4) if parsing else None), torsos  # blobs: interiors and bands
 
 
 def _expected(root, indices, rows, cols, colour, labels, torsos):
-    """Per ray, from the files: head -> (colour, gt); no head and no torso alpha -> (colour,
-    colour); torso -> (torso over bc.jpg, gt)."""
+    """Per ray, from the files: head pixel with an all-head 3x3 neighbourhood -> (colour, gt);
+    no head pixel in the 3x3 neighbourhood and no torso alpha -> (colour, colour); else (torso,
+    or the silhouette band) -> (torso over bc.jpg, gt)."""
     bc = read_image(os.path.join(root, "bc.jpg")).double().numpy()
     bg = np.zeros((B, N, 3))
     tgt = np.zeros((B, N, 3))
@@ -44,12 +45,13 @@ def _expected(root, indices, rows, cols, colour, labels, torsos):
         for k in range(N):
             r, c = int(rows[b, k]), int(cols[b, k])
             alpha = 0.0 if torsos is None else torsos[i, r, c, 3] / 255.0
-            if labels[i, r, c] == 1:
+            around = labels[i, max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] == 1  # clipped at the border
+            if around.all():
                 bg[b, k], tgt[b, k] = colour[b, k], gt[r, c]
-            elif alpha == 0.0:
+            elif alpha == 0.0 and not around.any():
                 bg[b, k] = tgt[b, k] = colour[b, k]
             else:
-                torso = torsos[i, r, c, :3] / 255.0
+                torso = 0.0 if torsos is None else torsos[i, r, c, :3] / 255.0
                 bg[b, k], tgt[b, k] = torso * alpha + bc[r, c] * (1.0 - alpha), gt[r, c]
     return bg, tgt
 
@@ -78,6 +80,9 @@ def test_background_and_target_per_class(tmp_path, torso):
     np.testing.assert_allclose(tgt.double().numpy(), want_tgt, atol=1e-6, rtol=0)
     head = labels[indices[:, None], rows, cols] == 1
     assert 0 < head.sum() < head.size  # both kinds of rays were drawn
+    random_bg = np.abs(bg.double().numpy() - colour).max(-1) == 0
+    assert (random_bg & head).any() and (random_bg & ~head).any()
+    assert (~random_bg & head).any()  # head rays on the silhouette band keep the frame's background
     if torso:  # every class and alpha case is present
         alpha = torsos[indices[:, None], rows, cols, 3]
         assert ((~head) & (alpha == 0)).any() and ((~head) & (alpha > 0)).any()

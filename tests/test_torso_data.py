@@ -123,11 +123,12 @@ def test_torso_errors_name_file_and_frame(tmp_path):
 PARSING_COLORS = np.array([[255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.int16)
 
 
-def write_parsing(root, n=6, seed=2, noise=0):
-    """parsing/<i>.png of random class maps (with +-noise per channel, as a JPEG round trip leaves);
-    returns the (n, H, W) int class labels written."""
+def write_parsing(root, n=6, seed=2, noise=0, block=1):
+    """parsing/<i>.png of random class maps, one class per block x block pixels (with +-noise per
+    channel, as a JPEG round trip leaves); returns the (n, H, W) int class labels written."""
     rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 4, (n, H, W))
+    labels = rng.integers(0, 4, (n, -(-H // block), -(-W // block)))
+    labels = labels.repeat(block, 1).repeat(block, 2)[:, :H, :W]
     os.makedirs(os.path.join(root, "parsing"))
     for i in range(n):
         rgb = PARSING_COLORS[labels[i]] + rng.integers(-noise, noise + 1, (H, W, 3))
