@@ -22,16 +22,25 @@ over the frames of each frame's best of ``--repeats`` renders:
 ``--bf16`` adds rows with the field's MLPs under bfloat16 autocast (``field.mlp_autocast``):
 speed and PSNR.
 
+``--before TREE [--before-ckpt CKPT]``: before/after in one run. TREE is a checkout of earlier
+code with its extension built (e.g. ``git worktree add /tmp/before <commit>`` and a copy of
+``pt3d_radnerf/_C*.so``); its own bench_render.py runs first in a child process (same sizes,
+frames, repeats and threads; on ``--before-ckpt``, default the ``--ckpt`` models, since a model
+trained by the earlier code is what that code renders) and its rows head the table, labelled
+with the tree's commit.
+
 ``--paths``: the older comparison of the two render paths (single-pass ImplicitRenderer vs
 render_compacted) on an opaque analytic blob, with the analytic field and with RAD-NeRF's
 network whose density is replaced by the blob's (README table ``render-paths``).
 
     python benchmarks/bench_render.py [--ckpt CKPT ...] [--data DIR] [--sizes 128 256 450]
         [--threads 2] [--frames 4] [--repeats 3] [--bf16] [--quick] [--write-readme]
+        [--before TREE [--before-ckpt CKPT ...]]
     python benchmarks/bench_render.py --paths [--size 128] [--write-readme]
 """
 
 import os
+import subprocess
 import sys
 import time
 from unittest import mock
@@ -197,6 +206,37 @@ def bench_model(ckpt: str, data: TalkingHeadDataset, sizes, frames: int, repeats
     return rows, macs
 
 
+def before_rows(args, columns: int):
+    """The rows of ``args.before``'s own bench_render.py (a child process on that checkout),
+    their model label prefixed with the checkout's commit."""
+    tree = os.path.abspath(args.before)
+    script = os.path.join(tree, "benchmarks", "bench_render.py")
+    if not os.path.isfile(script):
+        raise SystemExit(f"--before {args.before}: no benchmarks/bench_render.py there (give a checkout of the code)")
+    commit = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or os.path.basename(tree)
+    cmd = [sys.executable, script, "--sizes", *map(str, args.sizes), "--frames", str(args.frames),
+           "--repeats", str(args.repeats), "--threads", str(args.threads), "--device", args.device]
+    for ckpt in args.before_ckpt or args.ckpt or []:
+        cmd += ["--ckpt", ckpt]
+    if args.data:
+        cmd += ["--data", args.data]
+    env = dict(os.environ, PYTHONPATH=tree)
+    print(f"before: {commit} ({tree})", flush=True)
+    run = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"--before {args.before}: its bench_render.py failed:\n{run.stderr[-2000:]}")
+    rows = []
+    for line in run.stdout.splitlines():
+        cells = line.split(" | ")
+        if not line.startswith("|") and len(cells) == columns and cells[1].endswith("^2"):  # a row as printed
+            rows.append([f"before ({commit}): {cells[0]}", *cells[1:]])
+            print(" | ".join(rows[-1]), flush=True)
+    if not rows:
+        raise SystemExit(f"--before {args.before}: no table rows in its output:\n{run.stdout[-2000:]}")
+    return rows
+
+
 def model_table(args) -> str:
     ckpts = [resolve_checkpoint(c) for c in (args.ckpt or [DEFAULT_WORKSPACE])]
     if args.data:
@@ -205,14 +245,14 @@ def model_table(args) -> str:
         from pt3d_radnerf.data.synthetic import ensure_synthetic
         root = ensure_synthetic(progress=False)
     data = TalkingHeadDataset(root, "val")
-    rows, macs = [], 0
+    header = ["model", "size", "ms/frame", "FPS", "samples/frame", "rays hitting the grid",
+              "of those stopped by T", "march ms", "field ms", "composite ms", "other ms",
+              "MLP floor ms (GEMM rate)", "roofline ratio", f"PSNR ({data.width}^2)"]
+    rows, macs = (before_rows(args, len(header)) if args.before else []), 0
     for ckpt in ckpts:
         for bf16 in (False, True) if args.bf16 else (False,):
             got, macs = bench_model(ckpt, data, args.sizes, args.frames, args.repeats, args.device, bf16)
             rows += got
-    header = ["model", "size", "ms/frame", "FPS", "samples/frame", "rays hitting the grid",
-              "of those stopped by T", "march ms", "field ms", "composite ms", "other ms",
-              "MLP floor ms (GEMM rate)", "roofline ratio", f"PSNR ({data.width}^2)"]
     return (f"held-out frames of {os.path.basename(os.path.normpath(root))} ({args.frames} frames, best of "
             f"{args.repeats} each), render_compacted as inference, {macs:,} MLP multiply-adds per sample\n\n"
             f"{TARGETS}\n\n") + markdown_table(header, rows)
@@ -308,6 +348,10 @@ def main():
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--quick", action="store_true", help="1 frame, 1 repeat, sizes 64 and 128 (smoke run)")
     p.add_argument("--bf16", action="store_true", help="also render each model under bfloat16 autocast (CPU)")
+    p.add_argument("--before", metavar="TREE", help="a checkout of earlier code (extension built): its "
+                   "bench_render.py runs first, in one run with this one")
+    p.add_argument("--before-ckpt", action="append", help="the model(s) --before renders (repeatable; default: "
+                   "--ckpt's)")
     p.add_argument("--paths", action="store_true", help="single pass vs render_compacted on an analytic blob")
     p.add_argument("--size", type=int, default=128, help="image size of --paths")
     args = p.parse_args()

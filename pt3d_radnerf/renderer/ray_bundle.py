@@ -93,20 +93,22 @@ class PackedRayBundle:
         """(S,) interval midpoints."""
         return 0.5 * (self.t_starts + self.t_ends)
 
+    # Per-sample gathers use index_select: on the CPU, advanced indexing (x[ray_indices]) of
+    # (R, 3) rows runs ~10x slower at these sizes, a visible share of an inference render.
     def sample_points(self) -> torch.Tensor:
         """(S, 3) world points at interval midpoints; differentiable w.r.t. origins/directions."""
-        o = self.origins.reshape(-1, 3)[self.ray_indices]
-        d = self.directions.reshape(-1, 3)[self.ray_indices]
+        o = self.origins.reshape(-1, 3).index_select(0, self.ray_indices)
+        d = self.directions.reshape(-1, 3).index_select(0, self.ray_indices)
         return o + self.t_mids()[:, None] * d
 
     def sample_directions(self, normalize: bool = True) -> torch.Tensor:
         """(S, 3) the direction of each sample's ray (unit length unless normalize=False)."""
-        d = self.directions.reshape(-1, 3)[self.ray_indices]
+        d = self.directions.reshape(-1, 3).index_select(0, self.ray_indices)
         return torch.nn.functional.normalize(d, dim=-1) if normalize else d
 
     def deltas(self) -> torch.Tensor:
         """(S,) metric interval lengths ``(t_end - t_start) * |direction|``."""
-        d_norm = self.directions.reshape(-1, 3).norm(dim=-1)[self.ray_indices]
+        d_norm = self.directions.reshape(-1, 3).norm(dim=-1).index_select(0, self.ray_indices)
         return (self.t_ends - self.t_starts) * d_norm
 
 
@@ -142,4 +144,4 @@ def exclusive_cumsum_per_ray(values: torch.Tensor, packed_info: torch.Tensor) ->
                                   output_size=values.shape[0])
     v = values.double()
     before = torch.cumsum(v, 0) - v  # over all earlier samples of the batch
-    return before - before[packed_info[ray, 0]]  # ... of the sample's ray only
+    return before - before.index_select(0, packed_info[:, 0].index_select(0, ray))  # ... of the sample's ray only

@@ -523,7 +523,7 @@ class OccupancyGridRaysampler(nn.Module):
         named, takes_any = _field_arguments(density)
         kwargs = {k: v for k, v in field_kwargs.items() if takes_any or k in named}
         if takes_any or "camera_index" in named:
-            kwargs["camera_index"] = rays.camera_ids.reshape(-1)[ray_idx]
+            kwargs["camera_index"] = rays.camera_ids.reshape(-1).index_select(0, ray_idx)
         sigma = density(samples.sample_points(), **kwargs)
         sigma = sigma.reshape(-1).to(t0.dtype)
         deltas = samples.deltas()
