@@ -33,8 +33,8 @@ class FitConfig:
     lr_net: float = _opt(5e-4, "learning rate of the MLPs (attention: 5x)")
     lr_decay: float = _opt(0.1, "every learning rate decays exponentially to this factor over the run")
     entropy_weight: float = _opt(1e-4, "weight of the opacity entropy loss")
-    distortion_weight: float = _opt(0.0, "weight of mip-NeRF 360's distortion loss (concentrates each ray's "
-                                          "weights: sharper, denser surfaces)")
+    distortion_weight: float = _opt(0.01, "weight of mip-NeRF 360's distortion loss (concentrates each ray's "
+                                           "weights: the grid prunes more, fewer samples per frame)")
     random_background: bool = _opt(
         False, "with parsing/ maps: a random colour per ray behind head pixels and as background and target of "
                "pure-background pixels (pushes the head to opacity; no effect without parsing/; see README)")

@@ -5,7 +5,7 @@
 2. ``ImplicitRenderer(OccupancyGridRaysampler, OccupancyGridRaymarcher)`` renders them with each
    frame's audio window (8 x W x C), eye area and latent code;
 3. loss = MSE(render over its background, target) + ``entropy_weight`` x opacity entropy
-   + ``distortion_weight`` x mean per-ray distortion (mip-NeRF 360; off by default)
+   + ``distortion_weight`` x mean per-ray distortion (mip-NeRF 360; fewer samples per frame)
    + ``ambient_weight`` x ramp x |ambient| on rays outside the lower-face rectangle; background
    and target per ray from :func:`ray_background_and_target` (random backgrounds: opaque heads).
 
