@@ -10,8 +10,9 @@ over the frames of each frame's best of ``--repeats`` renders:
 - ms/frame (audio encoding included) and samples evaluated per frame;
 - rays that reach occupied cells, and the fraction of them terminated early by transmittance
   (``T < t_thresh`` before their samples ran out: what opaque surfaces buy);
-- where the time goes: march (``ops.occupancy_march``), field (every field call), compositing
-  (``ops.composite``), the rest (compaction bookkeeping, audio);
+- where the time goes: march (``ops.occupancy_march``), field (every field call; of it, the two
+  grid encoders' forward kernels), compositing (``ops.composite``), the rest (compaction
+  bookkeeping, audio);
 - the roofline ratio ``render time / (samples x MLP FLOPs / GEMM FLOP/s)``: the MLP FLOPs per
   sample are those the field computes (its Linear layers, the audio half of ambient_net's first
   layer excluded: it runs once per camera); GEMM FLOP/s is measured in the same run with
@@ -56,7 +57,9 @@ from common import markdown_table, parser, publish, sync  # noqa: E402
 from pt3d_radnerf import ops  # noqa: E402
 from pt3d_radnerf.data import TalkingHeadDataset  # noqa: E402
 from pt3d_radnerf.models import AudioRadianceField  # noqa: E402
+from pt3d_radnerf.models import encoders as encoders_module  # noqa: E402
 from pt3d_radnerf.models.radiance_field import RADNERF_AABB  # noqa: E402
+from pt3d_radnerf.ops.encoding import grid_encode  # noqa: E402
 from pt3d_radnerf.renderer import (OccupancyGrid, OccupancyGridRaymarcher,  # noqa: E402
                                    OccupancyGridRaysampler, render_compacted)
 from pt3d_radnerf.training import HeadModel  # noqa: E402
@@ -122,8 +125,10 @@ def render_frame_probed(model: HeadModel, data: TalkingHeadDataset, index: int, 
     model.field.mlp_autocast = torch.bfloat16 if bf16 else None
     field = FieldProbe(model.field, dev, size * size)
     march, composite = Timed(ops.occupancy_march, dev), Timed(ops.composite, dev)
+    encoders = Timed(grid_encode, dev)  # both grid encoders' forward kernels, inside the field's time
     audio = model.audio_windows(data.audio_features, data.aud_index[index : index + 1])
-    with mock.patch.object(ops, "occupancy_march", march), mock.patch.object(ops, "composite", composite):
+    with mock.patch.object(ops, "occupancy_march", march), mock.patch.object(ops, "composite", composite), \
+            mock.patch.object(encoders_module, "grid_encode", encoders):
         sync(dev)
         start = time.perf_counter()
         with torch.no_grad():
@@ -138,6 +143,7 @@ def render_frame_probed(model: HeadModel, data: TalkingHeadDataset, index: int, 
     stopped = field.hit & (1.0 - opacity < model.raymarcher.t_thresh)
     layers = (images[0, ..., :3], images[0, ..., 3:])
     stats = dict(total=total, march=march.seconds, field=field.seconds, composite=composite.seconds,
+                 encoders=encoders.seconds,
                  samples=field.samples, calls=field.calls, hit=int(field.hit.sum()), stopped=int(stopped.sum()))
     return layers, stats
 
@@ -201,7 +207,8 @@ def bench_model(ckpt: str, data: TalkingHeadDataset, sizes, frames: int, repeats
                      f"{mean['samples'] / 1e3:.1f} k", f"{mean['hit'] / (size * size):.1%}",
                      f"{mean['stopped'] / max(mean['hit'], 1):.1%}", f"{mean['march'] * 1e3:.1f}",
                      f"{mean['field'] * 1e3:.1f}", f"{mean['composite'] * 1e3:.1f}", f"{rest * 1e3:.1f}",
-                     f"{floor * 1e3:.1f} ({rate / 1e9:.0f} GFLOP/s)", f"{mean['total'] / floor:.2f}", quality])
+                     f"{floor * 1e3:.1f} ({rate / 1e9:.0f} GFLOP/s)", f"{mean['total'] / floor:.2f}", quality,
+                     f"{mean['encoders'] * 1e3:.1f}"])
         print(" | ".join(rows[-1]), flush=True)
     return rows, macs
 
@@ -229,8 +236,9 @@ def before_rows(args, columns: int):
     rows = []
     for line in run.stdout.splitlines():
         cells = line.split(" | ")
-        if not line.startswith("|") and len(cells) == columns and cells[1].endswith("^2"):  # a row as printed
-            rows.append([f"before ({commit}): {cells[0]}", *cells[1:]])
+        # A row as printed; earlier versions may lack the trailing columns.
+        if not line.startswith("|") and len(cells) in (columns - 1, columns) and cells[1].endswith("^2"):
+            rows.append([f"before ({commit}): {cells[0]}", *cells[1:], *[""] * (columns - len(cells))])
             print(" | ".join(rows[-1]), flush=True)
     if not rows:
         raise SystemExit(f"--before {args.before}: no table rows in its output:\n{run.stdout[-2000:]}")
@@ -247,7 +255,7 @@ def model_table(args) -> str:
     data = TalkingHeadDataset(root, "val")
     header = ["model", "size", "ms/frame", "FPS", "samples/frame", "rays hitting the grid",
               "of those stopped by T", "march ms", "field ms", "composite ms", "other ms",
-              "MLP floor ms (GEMM rate)", "roofline ratio", f"PSNR ({data.width}^2)"]
+              "MLP floor ms (GEMM rate)", "roofline ratio", f"PSNR ({data.width}^2)", "of field: grid encoders ms"]
     rows, macs = (before_rows(args, len(header)) if args.before else []), 0
     for ckpt in ckpts:
         for bf16 in (False, True) if args.bf16 else (False,):

@@ -27,7 +27,8 @@ Only rank 0 writes (checkpoints, metrics, plots, videos). See README "Scale-out"
 
 Every training hyper-parameter is a flag (``--rays-per-camera``, ``--checkpoint-every``, ...: see
 ``--help``). All inputs (workspace, dataset, audio, checkpoint, config) are checked before
-training starts; ``--resume`` refuses a config that differs from the checkpoint's.
+training starts. ``--resume`` continues the checkpoint's config: flags not given take its values
+(also where a later version changed a default), and a given flag that differs is refused.
 
 Examples:
     python examples/fit_talking_head.py
@@ -172,6 +173,11 @@ def prepare(args, root=None):
         if found and not args.resume:
             raise ValueError(f"{args.workspace} already holds a run: pass --resume to continue it, or choose "
                              f"another --workspace")
+    if args.resume and stage is not None and found == stage:
+        # Flags not given continue the checkpoint's values, not this version's defaults.
+        stored = first_readable(checkpoint_candidates(ckpt_dir, STAGE_PREFIXES[stage]))
+        if stored is not None and "config" in stored[1]:
+            args.config = config_from_args(args, stored[1]["config"])
     if args.data is not None and not os.path.isdir(args.data):
         raise FileNotFoundError(f"--data folder not found: {args.data}")
     root = root or args.data or ensure_synthetic()

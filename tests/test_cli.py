@@ -48,10 +48,11 @@ def run(cli, capsys):
 def test_every_fit_config_field_is_a_flag(cli):
     args = cli.parse_args(["--rays-per-camera", "7", "--max-samples-per-ray", "none", "--checkpoint-every", "5"])
     assert args.config == FitConfig(rays_per_camera=7, max_samples_per_ray=None, checkpoint_every=5)
-    defaults = cli.parse_args([])
-    assert defaults.config == FitConfig()
-    for f in dataclasses.fields(FitConfig):
-        assert hasattr(defaults, f.name), f.name
+    assert cli.parse_args([]).config == FitConfig()
+    for f in dataclasses.fields(FitConfig):  # a flag per field, reading its default back
+        text = "none" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
+        given = cli.parse_args(["--" + f.name.replace("_", "-"), text])
+        assert hasattr(given, f.name) and given.config == FitConfig(), f.name
 
 
 def _tiny(root, ws, *extra):
@@ -126,6 +127,21 @@ def test_resume_with_another_config_and_rerun_without_resume(run, root, tmp_path
     code, err = run(_tiny(root, ws, "--resume", "--iters", "5"))
     assert code == 2 and "--iters 2 (asked: 5)" in err, err
     assert not (ws / "metrics.json").exists()
+
+
+def test_resume_continues_the_checkpoints_config_for_flags_not_given(run, root, tmp_path):
+    """A checkpoint trained with another value than today's default (as one of a version with
+    another default): --resume without that flag continues it; giving the flag is refused."""
+    ws = tmp_path / "ws"
+    data = TalkingHeadDataset(root, "train")
+    assert FitConfig().distortion_weight != 0.0
+    TalkingHeadTrainer(data, tiny_config(iters=2, distortion_weight=0.0), str(ws)).fit(progress=False)
+    base = ["--data", root, "--workspace", str(ws), "--threads", "1", "--resume"]
+    code, err = run([*base, "--distortion-weight", str(FitConfig().distortion_weight)])
+    assert code == 2 and f"--distortion-weight 0.0 (asked: {FitConfig().distortion_weight})" in err, err
+    code, err = run(base)
+    assert code == 0, err
+    assert json.loads((ws / "metrics.json").read_text())["frames"] > 0
 
 
 def test_precomputed_features_default_new_audio_fits_the_model(run, root, tmp_path):

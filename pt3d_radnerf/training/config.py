@@ -230,14 +230,19 @@ def _parser_for(name: str):
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--dashed-name`` option per FitConfig field (default: the field's default)."""
+    """One ``--dashed-name`` option per FitConfig field. A flag not given leaves no attribute
+    (argparse.SUPPRESS): :func:`config_from_args` tells given values from defaults."""
     group = parser.add_argument_group("training (FitConfig)")
     for f in dataclasses.fields(FitConfig):
         group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_parser_for(f.name),
-                           default=f.default, metavar=_base_type(f.name).__name__.upper(),
+                           default=argparse.SUPPRESS, metavar=_base_type(f.name).__name__.upper(),
                            help=f"{f.metadata['help']} (default: {f.default})")
 
 
-def config_from_args(args: argparse.Namespace) -> FitConfig:
-    """The FitConfig of parsed arguments (raises ValueError/TypeError naming a bad field)."""
-    return FitConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig)})
+def config_from_args(args: argparse.Namespace, stored: Optional[Mapping[str, Any]] = None) -> FitConfig:
+    """The FitConfig of parsed arguments: the flags given, and for the others ``stored``'s values
+    (a checkpoint's config, on --resume: a default changed by a later version does not stop a run
+    from continuing) or, without it, the defaults. Raises ValueError/TypeError naming a bad field."""
+    values = FitConfig().to_dict() if stored is None else FitConfig.from_dict(stored, "the checkpoint's config").to_dict()
+    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig) if hasattr(args, f.name)})
+    return FitConfig(**values)
