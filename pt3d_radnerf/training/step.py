@@ -86,8 +86,9 @@ def ray_background_and_target(data: TalkingHeadDataset, indices: torch.Tensor, r
     * the rest: unchanged. Torso pixels (torso alpha > 0): the ground-truth torso is what lies
       behind. The silhouette band (pixels within one pixel of the head mask's edge): a parsing
       edge is uncertain by a pixel and an edge pixel mixes head and what lies behind, so there
-      the head may stay partly transparent over the known background (random colours on the
-      band cost 1.1 dB on make run's head, almost all of it on the band; README "Fitting").
+      the head may stay partly transparent over the known background (with random colours on
+      the band its squared error rose by a third on make run's head; README "Fitting: what makes
+      fewer samples").
 
     Without parsing/ (or ``random_background=False``) the default; no random numbers are drawn.
     """
