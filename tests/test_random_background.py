@@ -161,7 +161,7 @@ def test_resume_is_bit_exact_with_random_backgrounds(tmp_path, two_threads):
 
 
 def test_config_flag_and_legacy_checkpoints():
-    assert FitConfig().random_background is False  # opt-in (README: diffuse heads get pruned)
+    assert FitConfig().random_background is False  # opt-in (README "Fitting: what makes fewer samples": about -1 dB)
     with pytest.raises(TypeError, match="random_background must be a bool"):
         FitConfig(random_background=1)
     stored = FitConfig(random_background=False).to_dict()
