@@ -125,14 +125,12 @@ def workspace_stage(ckpt_dir: str):
     return None
 
 
-def torso_head(args, ckpt_dir: str, resuming: bool) -> HeadModel:
-    """The frozen head of the torso stage: the one stored in the workspace's torso checkpoints
-    (resume), ``--head-ckpt``, or the workspace's last head checkpoint."""
-    if resuming:
-        found = first_readable(checkpoint_candidates(ckpt_dir, STAGE_PREFIXES["torso"]))
-        if found is None:
-            raise ValueError(f"--resume: no readable torso checkpoint in {ckpt_dir}")
-        return HeadModel.from_state(found[1]["head"], found[0], args.device)
+def torso_head(args, ckpt_dir: str, resumed) -> HeadModel:
+    """The frozen head of the torso stage: the one stored in the resumed torso checkpoint
+    (``resumed``: its (path, data), None when not resuming), ``--head-ckpt``, or the workspace's
+    last head checkpoint."""
+    if resumed is not None:
+        return HeadModel.from_state(resumed[1]["head"], resumed[0], args.device)
     if args.head_ckpt:
         return HeadModel.from_checkpoint(args.head_ckpt, args.device)
     found = first_readable(checkpoint_candidates(ckpt_dir, STAGE_PREFIXES["head"]))
@@ -173,11 +171,14 @@ def prepare(args, root=None):
         if found and not args.resume:
             raise ValueError(f"{args.workspace} already holds a run: pass --resume to continue it, or choose "
                              f"another --workspace")
+    resumed = None  # (path, data) of the checkpoint this run continues, read once
     if args.resume and stage is not None and found == stage:
-        # Flags not given continue the checkpoint's values, not this version's defaults.
-        stored = first_readable(checkpoint_candidates(ckpt_dir, STAGE_PREFIXES[stage]))
-        if stored is not None and "config" in stored[1]:
-            args.config = config_from_args(args, stored[1]["config"])
+        resumed = first_readable(checkpoint_candidates(ckpt_dir, STAGE_PREFIXES[stage]))
+        if resumed is None and stage == "torso":
+            raise ValueError(f"--resume: no readable torso checkpoint in {ckpt_dir}")
+        if resumed is not None and "config" in resumed[1]:
+            # Flags not given continue the checkpoint's values, not this version's defaults.
+            args.config = config_from_args(args, resumed[1]["config"])
     if args.data is not None and not os.path.isdir(args.data):
         raise FileNotFoundError(f"--data folder not found: {args.data}")
     root = root or args.data or ensure_synthetic()
@@ -194,7 +195,7 @@ def prepare(args, root=None):
         check_audio_compatible(spec, val.audio_features, f"held-out audio of {root}")
     else:
         spec = ModelSpec.for_dataset(train.audio_features, len(train))
-        model = torso_head(args, ckpt_dir, args.resume and found == "torso") if stage == "torso" else None
+        model = torso_head(args, ckpt_dir, resumed) if stage == "torso" else None
         if model is not None and model.spec != spec:
             raise ValueError(f"the head to train the torso behind was made for model {model.spec}, not for "
                              f"this training data ({spec}): another dataset or audio features?")
